@@ -1,0 +1,42 @@
+#!/bin/sh
+# Prepare the Python tools the integration tests use, in a private virtualenv
+# under the build folder (nothing is installed system-wide).
+#
+#   scripts/test-env.sh        -> prints the venv path on stdout
+#
+# Safe to run again and again: when the venv already has ddapm-test-agent it
+# returns at once.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+venv="${DDPROF_TEST_VENV:-$root/target/test-venv}"
+
+if [ -x "$venv/bin/ddapm-test-agent" ] && [ -x "$venv/bin/python" ]; then
+    echo "$venv"
+    exit 0
+fi
+
+py="$HOME/.pyenv/versions/3.11.7/bin/python3.11"
+if [ ! -x "$py" ]; then
+    py=$(command -v python3 || true)
+fi
+if [ -z "$py" ]; then
+    echo "test-env.sh: no python3 found (looked for ~/.pyenv/versions/3.11.7 and python3 on PATH)" >&2
+    exit 1
+fi
+
+# A half-made venv (interrupted earlier) is rebuilt from scratch.
+if [ ! -x "$venv/bin/python" ]; then
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    "$py" -m venv "$venv" >&2
+fi
+
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ddapm-test-agent >&2
+
+if [ ! -x "$venv/bin/ddapm-test-agent" ]; then
+    echo "test-env.sh: ddapm-test-agent did not install into $venv" >&2
+    exit 1
+fi
+echo "$venv"

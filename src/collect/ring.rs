@@ -1,0 +1,256 @@
+//! Lock-free hand-off of samples from the hot side (signal handlers, hooks on any thread) to
+//! the cold side (the exporter thread).
+//!
+//! A fixed array of equal-sized slots, each with a state word: FREE → WRITING (claimed by one
+//! producer with a compare-and-swap) → READY (published with Release) → FREE (after the
+//! consumer has read it). Producers never wait: when the few slots they probe are all taken,
+//! the sample is dropped and counted. The consumer scans every slot, so a slow producer never
+//! blocks the others. Memory is allocated once, before sampling starts.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+const FREE: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+/// Slots a producer tries before dropping its sample.
+const PROBES: usize = 8;
+
+/// What a record describes; the cold side aggregates each kind into its own sample types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// values: [samples, cpu ns]
+    Cpu = 1,
+    /// values: [samples, wall ns]
+    Wall = 2,
+    /// values: [size, weight ×1000], extra: [address, 0]
+    Alloc = 3,
+    /// extra: [address, 0]
+    Free = 4,
+    /// values: [wait or hold ns, weight ×1000], extra: [lock address, acquire=0/release=1]
+    Lock = 5,
+    /// frames hold the thread name bytes (up to 16), values[0] = length
+    ThreadName = 6,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Cpu,
+            2 => Kind::Wall,
+            3 => Kind::Alloc,
+            4 => Kind::Free,
+            5 => Kind::Lock,
+            6 => Kind::ThreadName,
+            _ => return None,
+        })
+    }
+}
+
+/// The fixed part of a record.
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    pub kind: Kind,
+    pub tid: i32,
+    pub values: [i64; 2],
+    pub extra: [u64; 2],
+}
+
+const HEADER_WORDS: usize = 5;
+
+pub struct Ring {
+    states: Box<[AtomicU8]>,
+    /// `states.len() * stride` words; slot i owns `[i*stride, (i+1)*stride)`.
+    words: Box<[AtomicU64]>,
+    stride: usize,
+    cursor: AtomicUsize,
+    dropped: AtomicU64,
+}
+
+impl Ring {
+    /// `slots` is rounded up to a power of two; each slot holds up to `max_frames` frames.
+    pub fn new(slots: usize, max_frames: usize) -> Ring {
+        let slots = slots.max(PROBES).next_power_of_two();
+        let stride = HEADER_WORDS + max_frames.max(2);
+        Ring {
+            states: (0..slots).map(|_| AtomicU8::new(FREE)).collect(),
+            words: (0..slots * stride).map(|_| AtomicU64::new(0)).collect(),
+            stride,
+            cursor: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn max_frames(&self) -> usize {
+        self.stride - HEADER_WORDS
+    }
+
+    /// Claims a free slot, or counts a drop and returns None. Async-signal-safe.
+    pub fn claim(&self) -> Option<SlotWriter<'_>> {
+        let mask = self.states.len() - 1;
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        for probe in 0..PROBES {
+            let index = (start + probe) & mask;
+            if self.states[index].compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return Some(SlotWriter { ring: self, index, committed: false });
+            }
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Samples lost because the ring was full since the last call.
+    pub fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Ordering::Relaxed)
+    }
+
+    /// Reads and frees every published record (cold side; one consumer).
+    pub fn drain(&self, mut each: impl FnMut(&Header, &[u64])) {
+        let mut frames = vec![0u64; self.max_frames()];
+        for (index, state) in self.states.iter().enumerate() {
+            if state.load(Ordering::Acquire) != READY {
+                continue;
+            }
+            let base = index * self.stride;
+            let word = |i: usize| self.words[base + i].load(Ordering::Relaxed);
+            let kind_and_len = word(0);
+            let n = ((kind_and_len >> 8) as usize).min(frames.len());
+            for (i, frame) in frames[..n].iter_mut().enumerate() {
+                *frame = word(HEADER_WORDS + i);
+            }
+            let header = Kind::from_u8(kind_and_len as u8).map(|kind| Header {
+                kind,
+                tid: word(1) as i32,
+                values: [word(2) as i64, word(3) as i64],
+                extra: [word(4), 0],
+            });
+            state.store(FREE, Ordering::Release);
+            if let Some(header) = header {
+                each(&header, &frames[..n]);
+            }
+        }
+    }
+
+    /// In a forked child: forget the parent's unexported samples and any slot a vanished
+    /// thread was writing.
+    pub fn reset(&self) {
+        for state in self.states.iter() {
+            state.store(FREE, Ordering::Relaxed);
+        }
+        self.dropped.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A claimed slot. Dropping it without `commit` frees it again.
+pub struct SlotWriter<'r> {
+    ring: &'r Ring,
+    index: usize,
+    committed: bool,
+}
+
+impl SlotWriter<'_> {
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.ring.words[self.index * self.ring.stride + i]
+    }
+
+    /// Publishes the record with the first `nframes` frame words. The extra[1] word is not
+    /// stored (reserved).
+    pub fn commit(mut self, header: Header, nframes: usize) {
+        let n = nframes.min(self.ring.max_frames());
+        self.word(0).store(header.kind as u64 | (n as u64) << 8, Ordering::Relaxed);
+        self.word(1).store(header.tid as u32 as u64, Ordering::Relaxed);
+        self.word(2).store(header.values[0] as u64, Ordering::Relaxed);
+        self.word(3).store(header.values[1] as u64, Ordering::Relaxed);
+        self.word(4).store(header.extra[0], Ordering::Relaxed);
+        self.ring.states[self.index].store(READY, Ordering::Release);
+        self.committed = true;
+    }
+
+    /// Writes frame `i` directly into the slot.
+    pub fn set_frame(&self, i: usize, value: u64) {
+        if i < self.ring.max_frames() {
+            self.word(HEADER_WORDS + i).store(value, Ordering::Relaxed);
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.ring.max_frames()
+    }
+}
+
+impl Drop for SlotWriter<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.ring.states[self.index].store(FREE, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(tid: i32) -> Header {
+        Header { kind: Kind::Cpu, tid, values: [1, 10], extra: [0, 0] }
+    }
+
+    #[test]
+    fn roundtrip_and_free() {
+        let ring = Ring::new(16, 4);
+        let w = ring.claim().unwrap();
+        w.set_frame(0, 0xaa);
+        w.set_frame(1, 0xbb);
+        w.commit(cpu(7), 2);
+        let mut seen = vec![];
+        ring.drain(|h, f| seen.push((h.tid, f.to_vec())));
+        assert_eq!(seen, vec![(7, vec![0xaa, 0xbb])]);
+        let mut again = 0;
+        ring.drain(|_, _| again += 1);
+        assert_eq!(again, 0);
+    }
+
+    #[test]
+    fn full_ring_drops_and_counts() {
+        let ring = Ring::new(8, 2);
+        for _ in 0..8 {
+            ring.claim().unwrap().commit(cpu(1), 0);
+        }
+        assert!(ring.claim().is_none());
+        assert_eq!(ring.take_dropped(), 1);
+        let mut n = 0;
+        ring.drain(|_, _| n += 1);
+        assert_eq!(n, 8);
+    }
+
+    #[test]
+    fn uncommitted_slot_is_released() {
+        let ring = Ring::new(8, 2);
+        for _ in 0..100 {
+            drop(ring.claim().unwrap());
+        }
+        let mut n = 0;
+        ring.drain(|_, _| n += 1);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn many_threads_lose_nothing_when_drained() {
+        let ring = std::sync::Arc::new(Ring::new(4096, 4));
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let ring = ring.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        let w = ring.claim().expect("room");
+                        w.set_frame(0, i);
+                        w.commit(cpu(t), 1);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        let mut n = 0;
+        ring.drain(|_, _| n += 1);
+        assert_eq!(n, 2000);
+    }
+}

@@ -1,0 +1,3 @@
+//! Cold side: the exporter thread and where profiles go.
+pub mod exporter;
+pub mod file;

@@ -1,0 +1,63 @@
+//! libddprof: a continuous profiler loaded with LD_PRELOAD.
+//!
+//! Hot side (runs inside the program's threads: hooks and the SIGPROF handler; never
+//! allocates, locks or logs):
+//! - `hooks`    the exported C symbols (pthread_create, _exit, execve, sigaction, …)
+//! - `sample`   timers, the SIGPROF handler, stack capture (framehop)
+//! - `collect`  the lock-free ring that hands samples to the cold side
+//! - `thread`   per-thread state in const TLS
+//!
+//! Cold side (the exporter thread):
+//! - `export`   exporter thread and destinations (files)
+//! - `profile`  aggregation, symbolization, pprof encoding
+//!
+//! Shared: `config` (DD_* variables), `runtime` (life cycle), `real` (next symbols), `log`.
+
+pub mod collect;
+pub mod config;
+pub mod export;
+pub mod hooks;
+pub mod log;
+pub mod profile;
+pub mod real;
+pub mod runtime;
+pub mod sample;
+pub mod thread;
+
+/// Load-time constructor. It starts the profiler only when this code is running as the
+/// preloaded shared library, not when the crate is linked into a program (the tests,
+/// `ddprof-report`).
+#[ctor::ctor(unsafe)]
+fn on_load() {
+    if loaded_as_shared_library() {
+        runtime::start();
+    }
+}
+
+/// True when this function lives in a shared object rather than in the main program.
+fn loaded_as_shared_library() -> bool {
+    let here = on_load as *const () as usize;
+    // SAFETY: dladdr only reads loader data for the address; info is a valid out-pointer.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    if unsafe { libc::dladdr(here as *const libc::c_void, &mut info) } == 0 {
+        return false;
+    }
+    main_program_base() != Some(info.dli_fbase as usize)
+}
+
+/// The load address of the main program (the first entry dl_iterate_phdr reports).
+fn main_program_base() -> Option<usize> {
+    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: valid for the callback's duration; data is our Option<usize>.
+        let (info, out) = unsafe { (&*info, &mut *(data as *mut Option<usize>)) };
+        // SAFETY: dlpi_phdr points at dlpi_phnum headers.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let first_load = phdrs.iter().find(|p| p.p_type == libc::PT_LOAD).map(|p| p.p_vaddr).unwrap_or(0);
+        *out = Some((info.dlpi_addr + first_load) as usize);
+        1
+    }
+    let mut base = None;
+    // SAFETY: the callback writes only through the pointer we pass.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut base as *mut Option<usize>).cast()) };
+    base
+}

@@ -1,0 +1,6 @@
+//! Cold side: turning recorded samples into pprof profiles.
+pub mod pprof;
+pub mod builder;
+pub mod symbolize;
+pub mod aggregate;
+pub mod encode;

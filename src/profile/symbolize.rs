@@ -1,0 +1,328 @@
+//! Cold-side symbolization of code addresses of the current process, with a per-address cache.
+//!
+//! Backed by `blazesym`: process maps → ELF file → DWARF (following debuglink / build-id into
+//! `/usr/lib/debug`) when present, ELF symbol tables otherwise. Inlined functions and file:line
+//! are reported when debug info has them; names are demangled.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use blazesym::symbolize::source::{Process, Source};
+use blazesym::symbolize::{CodeInfo, Input, Symbolized as BzSymbolized, Symbolizer as BzSymbolizer};
+use blazesym::Pid;
+
+/// One (possibly inlined) function at an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub function: String,
+    /// Full path where debug info gives one; "" if unknown.
+    pub file: String,
+    /// 0 if unknown.
+    pub line: u32,
+}
+
+/// What an address resolved to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Symbolized {
+    /// Innermost inlined function first, the physical function last; empty if unknown.
+    pub frames: Vec<Frame>,
+}
+
+/// Past this many cached addresses the cache is dropped and rebuilt on demand, so a process that
+/// keeps generating code (JITs) cannot grow it without bound.
+const MAX_CACHED: usize = 1 << 20;
+
+/// Long-lived symbolizer for the own process; owned by the exporter thread.
+pub struct Symbolizer {
+    /// Created on first use (parsing files is deferred until there is something to resolve).
+    inner: Option<BzSymbolizer>,
+    cache: HashMap<u64, Arc<Symbolized>>,
+    unknown: Arc<Symbolized>,
+}
+
+// SAFETY: blazesym's `Symbolizer` is `!Send` only because it keeps `Rc`/`RefCell` handles to its
+// own internal caches. None of them ever leaves the object (results are converted to owned data
+// before `resolve` returns and nothing borrowing it is handed out), so moving the whole object to
+// another thread moves every clone of each `Rc` together, which is sound. `Symbolizer` is not
+// `Sync`.
+unsafe impl Send for Symbolizer {}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        Symbolizer { inner: None, cache: HashMap::new(), unknown: Arc::new(Symbolized::default()) }
+    }
+
+    /// Resolves code addresses of this process (pid = getpid() now), in the order given.
+    /// Cached addresses are not looked up again; the others go to blazesym in one batch.
+    /// Unknown addresses give empty `frames`.
+    pub fn resolve(&mut self, addrs: &[u64]) -> Vec<Arc<Symbolized>> {
+        let mut todo: Vec<u64> = addrs.iter().copied().filter(|a| !self.cache.contains_key(a)).collect();
+        if !todo.is_empty() {
+            todo.sort_unstable();
+            todo.dedup();
+            if self.cache.len() + todo.len() > MAX_CACHED {
+                self.cache.clear();
+                todo = addrs.to_vec();
+                todo.sort_unstable();
+                todo.dedup();
+            }
+            let bz = self.inner.get_or_insert_with(new_blazesym);
+            let pid = Pid::from(unsafe { libc::getpid() } as u32);
+            let mut out: Vec<(u64, Option<Symbolized>)> = Vec::with_capacity(todo.len());
+            lookup(bz, pid, &todo, &mut out);
+            for (addr, sym) in out {
+                let v = match sym {
+                    Some(s) if !s.frames.is_empty() => Arc::new(s),
+                    // A failed batch (whole-call error) is not cached: it may be transient.
+                    None => continue,
+                    Some(_) => self.unknown.clone(),
+                };
+                self.cache.insert(addr, v);
+            }
+        }
+        addrs
+            .iter()
+            .map(|a| self.cache.get(a).cloned().unwrap_or_else(|| self.unknown.clone()))
+            .collect()
+    }
+
+    /// Forgets every cached address (after dlclose, or in a forked child). Parsed debug info of
+    /// files stays loaded: blazesym keys it by path and reloads files that changed.
+    pub fn clear(&mut self) {
+        self.cache.clear();
+        self.cache.shrink_to_fit();
+    }
+
+    /// Number of cached addresses.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+fn new_blazesym() -> BzSymbolizer {
+    BzSymbolizer::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(true)
+        .enable_auto_reload(true)
+        .build()
+}
+
+fn process_source(pid: Pid) -> Source<'static> {
+    let mut p = Process::new(pid);
+    p.debug_syms = true;
+    // `/proc/<pid>/map_files/*` can only be opened with CAP_SYS_ADMIN (or
+    // CAP_CHECKPOINT_RESTORE), even for the own process; use the paths from `maps` instead.
+    p.map_files = false;
+    p.perf_map = true;
+    p.vdso = true;
+    Source::Process(p)
+}
+
+/// Symbolizes sorted, deduplicated `addrs` into `out`. blazesym fails a whole batch when a single
+/// file cannot be read or parsed; then the addresses are grouped by the file mapped at them and
+/// each group is retried alone, so only the culprit file's addresses end up unknown. `None` marks
+/// addresses whose lookup failed for reasons that may be transient (not to be cached).
+fn lookup(bz: &BzSymbolizer, pid: Pid, addrs: &[u64], out: &mut Vec<(u64, Option<Symbolized>)>) {
+    let src = process_source(pid);
+    if let Ok(results) = bz.symbolize(&src, Input::AbsAddr(addrs)) {
+        for (&addr, r) in addrs.iter().zip(results) {
+            out.push((addr, Some(convert(&r))));
+        }
+        return;
+    }
+    let Some(groups) = group_by_file(addrs) else {
+        out.extend(addrs.iter().map(|&a| (a, None)));
+        return;
+    };
+    for group in groups {
+        match bz.symbolize(&src, Input::AbsAddr(&group)) {
+            Ok(results) => {
+                for (&addr, r) in group.iter().zip(results) {
+                    out.push((addr, Some(convert(&r))));
+                }
+            }
+            Err(_) => out.extend(group.iter().map(|&a| (a, Some(Symbolized::default())))),
+        }
+    }
+}
+
+/// Splits sorted `addrs` into groups, one per file mapped at them (plus one for the rest), using
+/// `/proc/self/maps`. `None` if the maps cannot be read.
+fn group_by_file(addrs: &[u64]) -> Option<Vec<Vec<u64>>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
+    for line in maps.lines() {
+        let mut it = line.split_ascii_whitespace();
+        let (Some(range), Some(_perms), Some(_off), Some(_dev), Some(_inode)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
+        else {
+            continue;
+        };
+        let path = it.next().unwrap_or("");
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        ranges.push((a, b, path));
+    }
+    ranges.sort_unstable_by_key(|r| r.0);
+    let mut groups: HashMap<&str, Vec<u64>> = HashMap::new();
+    for &addr in addrs {
+        let i = ranges.partition_point(|r| r.0 <= addr);
+        let path = match i.checked_sub(1).map(|i| ranges[i]) {
+            Some((_, end, path)) if addr < end => path,
+            _ => "",
+        };
+        groups.entry(path).or_default().push(addr);
+    }
+    Some(groups.into_values().collect())
+}
+
+fn convert(r: &BzSymbolized<'_>) -> Symbolized {
+    let sym = match r {
+        BzSymbolized::Sym(sym) => sym,
+        BzSymbolized::Unknown(_) => return Symbolized::default(),
+    };
+    // blazesym lists inlined calls outermost first; `sym.code_info` is the line in the physical
+    // function, each inlined entry's code info is the line inside that inlined function.
+    let mut frames = Vec::with_capacity(sym.inlined.len() + 1);
+    for f in sym.inlined.iter().rev() {
+        let (file, line) = code_location(f.code_info.as_ref());
+        frames.push(Frame { function: f.name.to_string(), file, line });
+    }
+    let (file, line) = code_location(sym.code_info.as_deref());
+    frames.push(Frame { function: sym.name.to_string(), file, line });
+    Symbolized { frames }
+}
+
+fn code_location(ci: Option<&CodeInfo<'_>>) -> (String, u32) {
+    match ci {
+        None => (String::new(), 0),
+        Some(ci) => {
+            let path = match &ci.dir {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.join(Path::new(&ci.file)),
+                _ => Path::new(&ci.file).to_path_buf(),
+            };
+            (path.to_string_lossy().into_owned(), ci.line.unwrap_or(0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[inline(never)]
+    fn known_target_function(x: u64) -> u64 {
+        std::hint::black_box(x).wrapping_mul(31).rotate_left(7)
+    }
+
+    #[test]
+    fn resolves_own_function_libc_and_garbage() {
+        assert_eq!(known_target_function(1), 31u64.rotate_left(7));
+        let own = known_target_function as *const () as usize as u64 + 4;
+        let getpid = libc::getpid as *const () as usize as u64 + 1;
+        let mut s = Symbolizer::new();
+        let t = Instant::now();
+        let r = s.resolve(&[own, getpid, 0x10, own]);
+        let first = t.elapsed();
+        assert_eq!(r.len(), 4);
+
+        let f = r[0].frames.last().expect("own function resolved");
+        assert!(f.function.contains("known_target_function"), "{:?}", r[0]);
+        assert!(f.line > 0, "{:?}", r[0]);
+        assert!(f.file.ends_with("symbolize.rs"), "{:?}", r[0]);
+        assert!(f.file.starts_with('/'), "full path expected: {:?}", r[0]);
+        assert!(Arc::ptr_eq(&r[0], &r[3]));
+
+        let g = r[1].frames.last().expect("getpid resolved");
+        assert!(g.function.contains("getpid"), "{:?}", r[1]);
+
+        assert!(r[2].frames.is_empty(), "{:?}", r[2]);
+
+        let t = Instant::now();
+        let r2 = s.resolve(&[own, getpid, 0x10]);
+        let cached = t.elapsed();
+        assert!(Arc::ptr_eq(&r[0], &r2[0]));
+        assert_eq!(s.cached(), 3);
+        eprintln!("first {first:?}, cached {cached:?}");
+
+        s.clear();
+        assert_eq!(s.cached(), 0);
+        let r3 = s.resolve(&[own]);
+        assert_eq!(r3[0].frames, r[0].frames);
+    }
+
+    #[test]
+    fn symbolizer_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Symbolizer>();
+        let mut s = Symbolizer::new();
+        let own = known_target_function as *const () as usize as u64;
+        std::thread::spawn(move || {
+            let r = s.resolve(&[own]);
+            assert!(!r[0].frames.is_empty());
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Timing over many addresses spread across every executable mapping of the test process.
+    #[test]
+    fn bulk_timing() {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mut addrs = Vec::new();
+        let mut files = std::collections::HashSet::new();
+        for line in maps.lines() {
+            let mut it = line.split_whitespace();
+            let (range, perms) = (it.next().unwrap(), it.next().unwrap());
+            let path = it.nth(3).unwrap_or("");
+            if !perms.contains('x') || !path.starts_with('/') {
+                continue;
+            }
+            files.insert(path.to_string());
+            let (a, b) = range.split_once('-').unwrap();
+            let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+            let step = ((b - a) / 1000).max(1);
+            let mut x = a;
+            while x < b && addrs.len() < 20_000 {
+                addrs.push(x);
+                x += step;
+            }
+        }
+        let mut s = Symbolizer::new();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let groups = group_by_file(&{let mut v=addrs.clone(); v.sort(); v}).unwrap();
+        for g in &groups {
+            let mut s2 = Symbolizer::new();
+            let t = Instant::now();
+            let r = s2.resolve(g);
+            let inl = r.iter().filter(|x| x.frames.len() > 1).count();
+            let lines = r.iter().filter(|x| x.frames.last().map_or(false, |f| f.line > 0)).count();
+            eprintln!("group {} addrs: {:?} inl {inl} lines {lines} {:?}", g.len(), t.elapsed(), r[g.len()/2]);
+        }
+        let _ = exe;
+        let t = Instant::now();
+        let r = s.resolve(&addrs);
+        let first = t.elapsed();
+        let t = Instant::now();
+        let _ = s.resolve(&addrs);
+        let cached = t.elapsed();
+        let known = r.iter().filter(|x| !x.frames.is_empty()).count();
+        eprintln!(
+            "{} addrs over {} files: first {first:?}, cached {cached:?}, {known} resolved",
+            addrs.len(),
+            files.len()
+        );
+        assert!(known > 0);
+    }
+}

@@ -1,0 +1,225 @@
+//! The library's life cycle: start-up in the load-time constructor, thread start and exit,
+//! fork, exec and process exit. Hooks call in here; this file decides what happens.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::collect::ring::{Header, Kind};
+use crate::config::Config;
+use crate::export::exporter;
+use crate::sample::{signal, timer, unwind};
+use crate::thread;
+use crate::{log_info, log_warn};
+
+static CONFIG: OnceLock<Arc<Config>> = OnceLock::new();
+/// True once profiling runs in this process (false when disabled or not yet started).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The process the profile belongs to; a child made by vfork/clone has another pid and must
+/// write nothing.
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+/// Set once the final export has been requested (exit paths can be reached more than once).
+static FINAL_FLUSH_DONE: AtomicBool = AtomicBool::new(false);
+/// The pthread key whose destructor tells us a thread is exiting.
+static THREAD_EXIT_KEY: AtomicI32 = AtomicI32::new(-1);
+
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+fn config() -> Option<&'static Arc<Config>> {
+    CONFIG.get()
+}
+
+fn is_owner_process() -> bool {
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.load(Ordering::Acquire) == unsafe { libc::getpid() }
+}
+
+/// Load-time start-up. Everything the hot side needs (ring, unwinder module list, caches) is
+/// ready before the first timer is armed (DESIGN.md §3 rule 6).
+pub fn start() {
+    let _guard = thread::ReentrancyGuard::enter();
+    let config = Arc::new(Config::from_env());
+    crate::log::set_level(config.log_level);
+    if !config.enabled {
+        return;
+    }
+    let config = CONFIG.get_or_init(|| config).clone();
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    crate::collect::init_ring(config.max_frames);
+    let mut tracker = unwind::ModuleTracker::new();
+    tracker.refresh();
+    create_thread_exit_key();
+    install_fork_handlers();
+    if config.cpu_enabled {
+        start_cpu_sampling();
+    }
+    if config.output_pprof.is_none() {
+        log_warn!("DD_PROFILING_OUTPUT_PPROF is not set and this build cannot upload to the Agent yet; profiles are discarded. Set DD_PROFILING_OUTPUT_PPROF=/path/prefix to write files");
+    }
+    exporter::start(config.clone(), Some(tracker));
+    ACTIVE.store(true, Ordering::Release);
+    // SAFETY: registering a plain extern "C" function with atexit.
+    unsafe { libc::atexit(at_exit) };
+    on_thread_start();
+    log_info!("profiling started (service {})", config.service);
+}
+
+fn start_cpu_sampling() {
+    if !signal::install() {
+        log_warn!("the program already handles SIGPROF; CPU profiling is disabled so that its handler keeps working");
+        return;
+    }
+    timer::CPU_TIMERS_ENABLED.store(true, Ordering::Release);
+    signal::CPU_SAMPLING.store(true, Ordering::Release);
+}
+
+/// Runs on every new thread (and the main thread at start-up) before its own code.
+pub fn on_thread_start() {
+    if !active() {
+        return;
+    }
+    thread::register_current();
+    let key = THREAD_EXIT_KEY.load(Ordering::Acquire);
+    if key >= 0 {
+        // SAFETY: the key was created by pthread_key_create; any non-null value arms the destructor.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) };
+    }
+    arm_cpu_timer();
+}
+
+fn arm_cpu_timer() {
+    let Some(config) = config() else { return };
+    if !config.cpu_enabled {
+        return;
+    }
+    let interval_ns = 1_000_000_000 / config.cpu_frequency_hz.max(1) as u64;
+    let tid = thread::with(|s| s.tid.get());
+    timer::start_for_current_thread(tid, signal::CPU_SIGNAL, interval_ns);
+}
+
+fn create_thread_exit_key() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: key is a valid out-pointer; the destructor is a plain extern "C" function.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        THREAD_EXIT_KEY.store(key as i32, Ordering::Release);
+    }
+}
+
+/// pthread key destructor: the thread is exiting. Its timer goes, and its name is sent to
+/// the cold side while the kernel still knows it.
+unsafe extern "C" fn on_thread_exit(_value: *mut libc::c_void) {
+    let tid = thread::with(|s| s.tid.replace(0));
+    if tid == 0 {
+        return;
+    }
+    timer::stop_for_thread(tid);
+    send_thread_name(tid);
+}
+
+fn send_thread_name(tid: i32) {
+    let mut name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes into the buffer.
+    if unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) } != 0 {
+        return;
+    }
+    let len = name.iter().position(|&b| b == 0).unwrap_or(16);
+    let Some(ring) = crate::collect::ring() else { return };
+    let Some(slot) = ring.claim() else { return };
+    for (i, chunk) in name.chunks(8).enumerate() {
+        slot.set_frame(i, u64::from_ne_bytes(chunk.try_into().unwrap()));
+    }
+    slot.commit(Header { kind: Kind::ThreadName, tid, values: [len as i64, 0], extra: [0, 0] }, 2);
+}
+
+extern "C" fn at_exit() {
+    on_process_exit();
+}
+
+/// exit(), return from main, _exit(), _Exit(): stop sampling and write the last profile,
+/// waiting at most DD_PROFILING_EXIT_FLUSH_TIMEOUT. Only the process that owns the profile
+/// does this (a vfork child shares our memory and must not).
+pub fn on_process_exit() {
+    if !active() || !is_owner_process() || FINAL_FLUSH_DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _guard = thread::ReentrancyGuard::enter();
+    signal::CPU_SAMPLING.store(false, Ordering::Release);
+    timer::stop_all();
+    let timeout = config().map(|c| c.exit_flush_timeout).unwrap_or_default();
+    exporter::final_flush(timeout);
+}
+
+/// exec replaces the image: write what this image sampled so far.
+pub fn before_exec() {
+    on_process_exit();
+}
+
+/// exec failed and the program goes on: profiling of this image has ended; say so.
+pub fn after_failed_exec() {
+    if active() && is_owner_process() {
+        log_warn!("exec failed after the profile was flushed; this process is no longer profiled");
+    }
+}
+
+/// The program takes SIGPROF for itself: stop CPU sampling before its handler is installed.
+pub fn yield_cpu_signal() {
+    if !signal::CPU_SAMPLING.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    timer::stop_all();
+    log_warn!("the program installs its own SIGPROF handler; CPU profiling stops so that its handler works as it expects");
+}
+
+// ---------------------------------------------------------------- fork
+
+fn install_fork_handlers() {
+    // SAFETY: registering plain extern "C" functions.
+    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child)) };
+}
+
+/// The forking thread must not take SIGPROF during fork: in big processes the signal can
+/// keep restarting clone() (DESIGN.md §3 rule 11).
+unsafe extern "C" fn before_fork() {
+    thread::block_cpu_signal();
+}
+
+unsafe extern "C" fn after_fork_in_parent() {
+    unblock_cpu_signal();
+}
+
+/// In the child only the forking thread exists. Every lock and buffer shared with the
+/// parent's other threads is reset, the parent's unexported samples are dropped, and the
+/// child gets its own exporter and timer, so it leaves profiles under its own pid.
+unsafe extern "C" fn after_fork_in_child() {
+    if !active() {
+        unblock_cpu_signal();
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    FINAL_FLUSH_DONE.store(false, Ordering::Release);
+    thread::refresh_after_fork();
+    if let Some(ring) = crate::collect::ring() {
+        ring.reset();
+    }
+    unwind::reset_after_fork();
+    timer::reset_after_fork();
+    if let Some(config) = config() {
+        exporter::start(config.clone(), None);
+    }
+    thread::with(|s| s.last_cpu_ns.set(thread::thread_cpu_ns()));
+    arm_cpu_timer();
+    unblock_cpu_signal();
+}
+
+fn unblock_cpu_signal() {
+    // SAFETY: set is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPROF);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}

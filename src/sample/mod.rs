@@ -1,0 +1,5 @@
+//! Hot side: producing samples (timers and the SIGPROF handler, stack capture).
+pub mod modules;
+pub mod signal;
+pub mod timer;
+pub mod unwind;

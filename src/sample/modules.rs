@@ -1,0 +1,252 @@
+//! Cold side: the list of loaded ELF modules, read with `dl_iterate_phdr`, with what the
+//! unwinder needs (a private copy of `.eh_frame_hdr`/`.eh_frame`) and what pprof mappings
+//! need (path, executable range, file offset, GNU build id).
+//!
+//! The unwind data is copied rather than referenced in place so that a library unloaded by
+//! `dlclose` can never leave the signal handler reading unmapped memory.
+
+use std::ffi::CStr;
+use std::ops::Range;
+
+#[derive(Clone, Debug)]
+pub struct ModuleInfo {
+    pub path: String,
+    /// Load bias: actual address minus the address stated in the ELF file.
+    pub bias: u64,
+    /// Address range of the executable segment(s), actual addresses.
+    pub text_avma: Range<u64>,
+    /// File offset of the first executable segment (for pprof mappings).
+    pub text_file_offset: u64,
+    pub build_id: String,
+    /// Stated (file) address ranges and private copies of the unwind sections.
+    pub eh_frame_hdr: Option<(Range<u64>, Vec<u8>)>,
+    pub eh_frame: Option<(Range<u64>, Vec<u8>)>,
+}
+
+/// glibc's counters of loads and unloads; when they have not moved, the module list has not
+/// changed and need not be read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LoadGeneration {
+    adds: u64,
+    subs: u64,
+}
+
+pub fn current_generation() -> LoadGeneration {
+    unsafe extern "C" fn first_only(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info pointer; data is our LoadGeneration.
+        let (info, generation) = unsafe { (&*info, &mut *(data as *mut LoadGeneration)) };
+        generation.adds = info.dlpi_adds;
+        generation.subs = info.dlpi_subs;
+        1 // stop after the first entry
+    }
+    let mut generation = LoadGeneration::default();
+    // SAFETY: the callback only writes through the pointer we pass, during the call.
+    unsafe { libc::dl_iterate_phdr(Some(first_only), (&mut generation as *mut LoadGeneration).cast()) };
+    generation
+}
+
+/// Reads every loaded module. Takes the loader lock (inside dl_iterate_phdr): cold side only.
+pub fn read_all() -> Vec<ModuleInfo> {
+    unsafe extern "C" fn collect(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: valid for the duration of the callback; data is our Vec.
+        let (info, modules) = unsafe { (&*info, &mut *(data as *mut Vec<ModuleInfo>)) };
+        // SAFETY: the loader guarantees the program headers and mapped segments are valid while
+        // the callback runs.
+        if let Some(module) = unsafe { read_module(info) } {
+            modules.push(module);
+        }
+        0
+    }
+    let mut modules: Vec<ModuleInfo> = Vec::new();
+    // SAFETY: the callback only touches the Vec we pass, during the call.
+    unsafe { libc::dl_iterate_phdr(Some(collect), (&mut modules as *mut Vec<ModuleInfo>).cast()) };
+    modules
+}
+
+/// # Safety
+/// `info` must come from dl_iterate_phdr, inside its callback.
+unsafe fn read_module(info: &libc::dl_phdr_info) -> Option<ModuleInfo> {
+    let bias = info.dlpi_addr;
+    // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let mut text: Option<(Range<u64>, u64)> = None;
+    for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0) {
+        let range = bias + ph.p_vaddr..bias + ph.p_vaddr + ph.p_memsz;
+        text = Some(match text {
+            None => (range, ph.p_offset),
+            Some((r, off)) => (r.start.min(range.start)..r.end.max(range.end), off),
+        });
+    }
+    let (text_avma, text_file_offset) = text?;
+    let path = module_path(info);
+    // SAFETY: forwarded from our caller's contract.
+    let build_id = unsafe { read_build_id(bias, phdrs) }.unwrap_or_default();
+    // SAFETY: as above.
+    let (eh_frame_hdr, eh_frame) = unsafe { read_unwind_sections(bias, phdrs) };
+    Some(ModuleInfo { path, bias, text_avma, text_file_offset, build_id, eh_frame_hdr, eh_frame })
+}
+
+fn module_path(info: &libc::dl_phdr_info) -> String {
+    let name = if info.dlpi_name.is_null() {
+        String::new()
+    } else {
+        // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+        unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+    };
+    if !name.is_empty() {
+        return name;
+    }
+    // The main program has an empty name; the vdso has none either but no PT_INTERP check is
+    // needed: the first entry is always the main program.
+    std::fs::read_link("/proc/self/exe")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "[main]".to_string())
+}
+
+/// Finds the NT_GNU_BUILD_ID note in the loaded PT_NOTE segments and hex-encodes it.
+///
+/// # Safety
+/// The segments described by `phdrs` must be mapped at `bias + p_vaddr`.
+unsafe fn read_build_id(bias: u64, phdrs: &[libc::Elf64_Phdr]) -> Option<String> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_NOTE) {
+        // SAFETY: PT_NOTE segments are inside loaded PT_LOAD segments.
+        let notes = unsafe { std::slice::from_raw_parts((bias + ph.p_vaddr) as *const u8, ph.p_memsz as usize) };
+        let mut at = 0usize;
+        while at + 12 <= notes.len() {
+            let word = |i: usize| u32::from_ne_bytes(notes[i..i + 4].try_into().unwrap());
+            let (namesz, descsz, kind) = (word(at) as usize, word(at + 4) as usize, word(at + 8));
+            let name_at = at + 12;
+            let desc_at = name_at + namesz.div_ceil(4) * 4;
+            let next = desc_at + descsz.div_ceil(4) * 4;
+            if next > notes.len() {
+                break;
+            }
+            if kind == NT_GNU_BUILD_ID && &notes[name_at..name_at + namesz] == b"GNU\0" {
+                let desc = &notes[desc_at..desc_at + descsz];
+                return Some(desc.iter().map(|b| format!("{b:02x}")).collect());
+            }
+            at = next;
+        }
+    }
+    None
+}
+
+/// Copies `.eh_frame_hdr` (the PT_GNU_EH_FRAME segment) and the `.eh_frame` section it points
+/// to. The section's length is found by walking its records up to the zero terminator,
+/// never past the end of the loaded segment that contains it.
+///
+/// # Safety
+/// The segments described by `phdrs` must be mapped at `bias + p_vaddr`.
+#[allow(clippy::type_complexity)]
+unsafe fn read_unwind_sections(
+    bias: u64,
+    phdrs: &[libc::Elf64_Phdr],
+) -> (Option<(Range<u64>, Vec<u8>)>, Option<(Range<u64>, Vec<u8>)>) {
+    let Some(hdr_ph) = phdrs.iter().find(|p| p.p_type == libc::PT_GNU_EH_FRAME) else {
+        return (None, None);
+    };
+    let hdr_svma = hdr_ph.p_vaddr..hdr_ph.p_vaddr + hdr_ph.p_memsz;
+    // SAFETY: PT_GNU_EH_FRAME lies in a loaded, readable segment.
+    let hdr = unsafe { std::slice::from_raw_parts((bias + hdr_svma.start) as *const u8, hdr_ph.p_memsz as usize) }.to_vec();
+    let eh_frame = eh_frame_start(&hdr, hdr_svma.start).and_then(|start_svma| {
+        let segment = phdrs.iter().find(|p| {
+            p.p_type == libc::PT_LOAD && p.p_vaddr <= start_svma && start_svma < p.p_vaddr + p.p_memsz
+        })?;
+        let available = (segment.p_vaddr + segment.p_memsz - start_svma) as usize;
+        // SAFETY: [start, start+available) is inside the loaded segment.
+        let bytes = unsafe { std::slice::from_raw_parts((bias + start_svma) as *const u8, available) };
+        let len = eh_frame_length(bytes);
+        Some((start_svma..start_svma + len as u64, bytes[..len].to_vec()))
+    });
+    (Some((hdr_svma, hdr)), eh_frame)
+}
+
+/// Decodes `eh_frame_ptr` from an `.eh_frame_hdr` (version 1; the common pcrel sdata4 encoding,
+/// plus absolute udata/sdata 4 and 8).
+fn eh_frame_start(hdr: &[u8], hdr_svma: u64) -> Option<u64> {
+    const DW_EH_PE_UDATA4: u8 = 0x03;
+    const DW_EH_PE_SDATA4: u8 = 0x0b;
+    const DW_EH_PE_UDATA8: u8 = 0x04;
+    const DW_EH_PE_SDATA8: u8 = 0x0c;
+    const DW_EH_PE_PCREL: u8 = 0x10;
+    const DW_EH_PE_DATAREL: u8 = 0x30;
+    if hdr.len() < 8 || hdr[0] != 1 {
+        return None;
+    }
+    let encoding = hdr[1];
+    let field_svma = hdr_svma + 4;
+    let raw: i64 = match encoding & 0x0f {
+        DW_EH_PE_UDATA4 => u32::from_ne_bytes(hdr[4..8].try_into().ok()?) as i64,
+        DW_EH_PE_SDATA4 => i32::from_ne_bytes(hdr[4..8].try_into().ok()?) as i64,
+        DW_EH_PE_UDATA8 | DW_EH_PE_SDATA8 => i64::from_ne_bytes(hdr.get(4..12)?.try_into().ok()?),
+        _ => return None,
+    };
+    match encoding & 0x70 {
+        0 => Some(raw as u64),
+        DW_EH_PE_PCREL => Some(field_svma.wrapping_add(raw as u64)),
+        DW_EH_PE_DATAREL => Some(hdr_svma.wrapping_add(raw as u64)),
+        _ => None,
+    }
+}
+
+/// Length of an `.eh_frame` section: records until a zero-length terminator (included) or
+/// until the data ends.
+fn eh_frame_length(bytes: &[u8]) -> usize {
+    let mut at = 0usize;
+    while at + 4 <= bytes.len() {
+        let len32 = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
+        if len32 == 0 {
+            return at + 4;
+        }
+        let record_end = if len32 == u32::MAX {
+            let Some(len64) = bytes.get(at + 4..at + 12) else { break };
+            (at + 12).checked_add(u64::from_ne_bytes(len64.try_into().unwrap()) as usize)
+        } else {
+            (at + 4).checked_add(len32 as usize)
+        };
+        match record_end {
+            Some(end) if end <= bytes.len() => at = end,
+            _ => break,
+        }
+    }
+    at.min(bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_modules_with_unwind_data() {
+        let modules = read_all();
+        assert!(modules.len() >= 2, "{modules:?}");
+        let libc_module = modules.iter().find(|m| m.path.contains("libc.so")).expect("libc loaded");
+        assert!(libc_module.eh_frame.as_ref().is_some_and(|(_, d)| d.len() > 1000));
+        assert!(libc_module.eh_frame_hdr.is_some());
+        assert!(!libc_module.build_id.is_empty());
+        let here = reads_this_process_modules_with_unwind_data as usize as u64;
+        assert!(modules.iter().any(|m| m.text_avma.contains(&here)));
+    }
+
+    #[test]
+    fn eh_frame_length_stops_at_terminator_and_at_end() {
+        let mut data = vec![8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 9, 9];
+        assert_eq!(eh_frame_length(&data), 16);
+        data.truncate(10);
+        assert_eq!(eh_frame_length(&data), 0);
+    }
+
+    #[test]
+    fn generation_is_stable_without_loads() {
+        assert_eq!(current_generation(), current_generation());
+    }
+}

@@ -1,0 +1,101 @@
+//! The SIGPROF handler: the hot side of CPU sampling.
+//!
+//! Runs on the thread whose CPU timer fired. It reads the thread's CPU clock (so `cpu-time` is
+//! what the thread really consumed since its previous sample, overruns included), captures the
+//! interrupted stack, and publishes a record into the ring. It never allocates, locks, logs
+//! or blocks; errno is saved and restored because the interrupted code may be reading it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::collect::ring::{Header, Kind};
+use crate::sample::unwind::{self, Registers};
+use crate::thread;
+
+/// The signal the CPU timers use.
+pub const CPU_SIGNAL: i32 = libc::SIGPROF;
+
+/// Set when CPU samples should be recorded.
+pub static CPU_SAMPLING: AtomicBool = AtomicBool::new(false);
+/// Signals that arrived while sampling was off or on an unknown thread (diagnostics).
+pub static IGNORED_SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+/// Installs the handler unless the program already has one for SIGPROF. Returns false (and
+/// installs nothing) in that case.
+pub fn install() -> bool {
+    // SAFETY: zeroed sigaction is a valid "query" buffer.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    if crate::real::sigaction(CPU_SIGNAL, std::ptr::null(), &mut current) != 0 {
+        return false;
+    }
+    if current.sa_sigaction != libc::SIG_DFL {
+        return false;
+    }
+    // SAFETY: zeroed sigaction then filled with a valid handler, flags and an empty mask.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_cpu_signal as *const () as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: sa_mask is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    crate::real::sigaction(CPU_SIGNAL, &action, std::ptr::null_mut()) == 0
+}
+
+/// True when `handler` is ours (so the sigaction hook can tell the program's from ours).
+pub fn is_our_handler(handler: usize) -> bool {
+    handler == on_cpu_signal as *const () as usize
+}
+
+extern "C" fn on_cpu_signal(_signal: i32, _info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    record_cpu_sample(context);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn record_cpu_sample(context: *mut libc::c_void) {
+    if !CPU_SAMPLING.load(Ordering::Relaxed) || context.is_null() {
+        IGNORED_SIGNALS.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let Some((tid, stack_hi, cpu_delta)) = thread::with(|s| {
+        if s.tid.get() == 0 || s.internal.get() {
+            return None;
+        }
+        let now = thread::thread_cpu_ns();
+        let delta = now.saturating_sub(s.last_cpu_ns.get());
+        s.last_cpu_ns.set(now);
+        Some((s.tid.get(), s.stack_hi.get() as u64, delta))
+    }) else {
+        IGNORED_SIGNALS.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    // SAFETY: the kernel passes a valid ucontext_t as the third handler argument with SA_SIGINFO.
+    let regs = unsafe { interrupted_registers(context) };
+    let Some(ring) = crate::collect::ring() else { return };
+    let Some(slot) = ring.claim() else { return };
+    let mut n = 0usize;
+    let capacity = slot.capacity();
+    let stack = regs.sp..stack_hi.max(regs.sp);
+    unwind::capture(regs, stack, &mut |frame| {
+        if n >= capacity {
+            return false;
+        }
+        slot.set_frame(n, frame);
+        n += 1;
+        true
+    });
+    slot.commit(Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [0, 0] }, n);
+}
+
+/// # Safety
+/// `context` must point at the `ucontext_t` the kernel passed to a SA_SIGINFO handler.
+unsafe fn interrupted_registers(context: *mut libc::c_void) -> Registers {
+    // SAFETY: guaranteed by the caller.
+    let uc = unsafe { &*(context as *const libc::ucontext_t) };
+    let gregs = &uc.uc_mcontext.gregs;
+    Registers {
+        pc: gregs[libc::REG_RIP as usize] as u64,
+        sp: gregs[libc::REG_RSP as usize] as u64,
+        bp: gregs[libc::REG_RBP as usize] as u64,
+    }
+}

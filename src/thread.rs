@@ -1,0 +1,155 @@
+//! Per-thread state and the registry of sampled threads.
+//!
+//! The state lives in a const-initialised `thread_local!` whose type has no `Drop`: Rust then
+//! emits a plain TLS variable with no lazy registration, so the signal handler and hooks can
+//! touch it without allocating (DESIGN.md §3 rule 1). Clean-up at thread exit goes through a
+//! pthread key destructor instead of a TLS destructor.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub struct ThreadState {
+    /// Kernel thread id, 0 until the thread is registered.
+    pub tid: Cell<i32>,
+    /// Bounds of this thread's stack; the unwinder never reads outside them.
+    pub stack_lo: Cell<usize>,
+    pub stack_hi: Cell<usize>,
+    /// The thread's CPU time (ns) when it was last sampled, to compute consumed CPU.
+    pub last_cpu_ns: Cell<u64>,
+    /// Set while the library itself runs on this thread (hooks, profiler code), so hooks
+    /// reached from inside the library pass straight through.
+    pub in_profiler: Cell<bool>,
+    /// The library's own threads (exporter) are never sampled.
+    pub internal: Cell<bool>,
+}
+
+impl ThreadState {
+    const fn new() -> Self {
+        ThreadState {
+            tid: Cell::new(0),
+            stack_lo: Cell::new(0),
+            stack_hi: Cell::new(0),
+            last_cpu_ns: Cell::new(0),
+            in_profiler: Cell::new(false),
+            internal: Cell::new(false),
+        }
+    }
+}
+
+thread_local! {
+    static STATE: ThreadState = const { ThreadState::new() };
+}
+
+/// Runs `f` with this thread's state. Never allocates (const TLS, no destructor).
+#[inline(always)]
+pub fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
+    STATE.with(f)
+}
+
+/// Kernel thread id of the calling thread (a raw syscall: async-signal-safe).
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// The calling thread's CPU clock in nanoseconds (async-signal-safe).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Marks the calling thread as inside the profiler for the guard's lifetime. Returns `None`
+/// when it already is (a hook reached from profiler code must pass through).
+pub struct ReentrancyGuard(());
+
+impl ReentrancyGuard {
+    #[inline(always)]
+    pub fn enter() -> Option<ReentrancyGuard> {
+        with(|s| {
+            if s.in_profiler.get() {
+                None
+            } else {
+                s.in_profiler.set(true);
+                Some(ReentrancyGuard(()))
+            }
+        })
+    }
+}
+
+impl Drop for ReentrancyGuard {
+    fn drop(&mut self) {
+        with(|s| s.in_profiler.set(false));
+    }
+}
+
+/// Records the calling thread's id and stack bounds. Called on the thread itself, outside
+/// any signal handler (pthread_getattr_np may allocate and read /proc for the main thread).
+pub fn register_current() {
+    let tid = gettid();
+    let (lo, hi) = current_stack_bounds().unwrap_or((0, 0));
+    with(|s| {
+        s.tid.set(tid);
+        s.stack_lo.set(lo);
+        s.stack_hi.set(hi);
+        s.last_cpu_ns.set(thread_cpu_ns());
+    });
+}
+
+/// Forgets the cached tid after fork: the child's surviving thread has a new one.
+pub fn refresh_after_fork() {
+    with(|s| s.tid.set(gettid()));
+}
+
+fn current_stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: attr is initialised by pthread_getattr_np before use and destroyed after.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 || addr.is_null() {
+            return None;
+        }
+        Some((addr as usize, addr as usize + size))
+    }
+}
+
+/// Set once the library has finished initialising; hooks do nothing before.
+pub static LIBRARY_READY: AtomicBool = AtomicBool::new(false);
+
+pub fn library_ready() -> bool {
+    LIBRARY_READY.load(Ordering::Acquire)
+}
+
+/// Spawns one of the library's own threads. It is never sampled, never registered, and its
+/// allocations are never profiled (it is permanently "inside the profiler").
+pub fn spawn_internal(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    // The pthread_create hook sees this flag on the spawning thread and passes straight through.
+    let _guard = ReentrancyGuard::enter();
+    std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        block_cpu_signal();
+        with(|s| {
+            s.internal.set(true);
+            s.in_profiler.set(true);
+        });
+        body();
+    })?;
+    Ok(())
+}
+
+/// Keeps SIGPROF away from the calling thread.
+pub fn block_cpu_signal() {
+    // SAFETY: set is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPROF);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}

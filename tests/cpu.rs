@@ -1,0 +1,152 @@
+//! CPU profiling: the profile agrees with what the programs measure about themselves.
+mod common;
+
+use common::{function_is, within, FlatSample};
+
+/// Stacks that reach `main` (the program's own, or CPython's).
+fn reaches_main(s: &FlatSample) -> bool {
+    s.has_function("main")
+}
+
+#[test]
+fn cpu_split_between_two_leaf_functions_matches_the_program() {
+    let out = common::run(common::program("cpu_split.c")).go();
+    out.assert_success();
+    out.assert_cpu_types();
+    let m = out.merged();
+    let a: f64 = out.value("burn_a_ns");
+    let b: f64 = out.value("burn_b_ns");
+    let truth = a / (a + b);
+    let pa = m.self_total("cpu-time", "burn_a") as f64;
+    let pb = m.self_total("cpu-time", "burn_b") as f64;
+    assert!(pa + pb > 0.0, "no cpu-time in burn_a or burn_b\n{}", out.describe());
+    let seen = pa / (pa + pb);
+    eprintln!("burn_a share: program {:.2}%, profile {:.2}%", 100.0 * truth, 100.0 * seen);
+    assert!(
+        (seen - truth).abs() <= 0.03,
+        "burn_a share in the profile {:.2}% vs {:.2}% measured by the program\n{}",
+        100.0 * seen,
+        100.0 * truth,
+        out.describe()
+    );
+    let to_main = m.fraction("cpu-samples", reaches_main);
+    assert!(to_main >= 0.95, "only {:.1}% of samples reach main\n{}", 100.0 * to_main, out.describe());
+}
+
+#[test]
+fn python_stacks_go_through_libpython_and_reach_main() {
+    let python = std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".pyenv/versions/3.11.7/bin/python3.11");
+    assert!(python.exists(), "{} is not installed", python.display());
+    let script = r#"
+import time
+def inner(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+def outer():
+    t0 = time.process_time()
+    while time.process_time() - t0 < 2.0:
+        inner(20000)
+    print(f"cpu_s={time.process_time() - t0}")
+outer()
+"#;
+    let out = common::run(&python).arg("-c").arg(script).go();
+    out.assert_success();
+    out.assert_cpu_types();
+    let m = out.merged();
+    let through_python = m.fraction("cpu-samples", |s| {
+        s.stack.iter().any(|f| function_is(&f.function, "_PyEval_EvalFrameDefault"))
+            && s.stack.iter().any(|f| f.mapping.contains("libpython3.11"))
+    });
+    let to_main = m.fraction("cpu-samples", reaches_main);
+    eprintln!("through _PyEval_EvalFrameDefault in libpython: {:.1}%, to main: {:.1}%", 100.0 * through_python, 100.0 * to_main);
+    assert!(
+        through_python >= 0.90,
+        "only {:.1}% of samples go through _PyEval_EvalFrameDefault in libpython3.11\n{}",
+        100.0 * through_python,
+        out.describe()
+    );
+    assert!(to_main >= 0.95, "only {:.1}% of samples reach main\n{}", 100.0 * to_main, out.describe());
+}
+
+struct ThreadTruth {
+    tid: i64,
+    name: String,
+    cpu_ns: f64,
+}
+
+fn thread_truth(out: &common::Outcome) -> Vec<ThreadTruth> {
+    let threads: Vec<ThreadTruth> = out
+        .kv_lines()
+        .iter()
+        .filter(|l| l.contains_key("tid"))
+        .map(|l| ThreadTruth { tid: l["tid"].parse().unwrap(), name: l["name"].clone(), cpu_ns: l["cpu_ns"].parse().unwrap() })
+        .collect();
+    assert_eq!(threads.len(), 4, "expected 4 thread lines\n{}", out.describe_run());
+    threads
+}
+
+#[test]
+fn per_thread_cpu_time_and_names_match_each_thread() {
+    let out = common::run(common::program("threads.c")).go();
+    out.assert_success();
+    out.assert_cpu_types();
+    let m = out.merged();
+    let by_thread = m.by_thread("cpu-time");
+    let names = m.thread_names();
+    let mut failures = vec![];
+    for t in thread_truth(&out) {
+        let seen = *by_thread.get(&t.tid).unwrap_or(&0) as f64;
+        eprintln!("thread {} ({}): measured {:.3} s, profile {:.3} s", t.tid, t.name, t.cpu_ns / 1e9, seen / 1e9);
+        if !within(seen, t.cpu_ns, 0.10) {
+            failures.push(format!("thread {} ({}): profile {:.3} s vs measured {:.3} s", t.tid, t.name, seen / 1e9, t.cpu_ns / 1e9));
+        }
+        if !names.get(&t.tid).is_some_and(|n| n.contains(&t.name)) {
+            failures.push(format!("thread {}: `thread name` {:?}, expected {:?}", t.tid, names.get(&t.tid), t.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\ncpu-time by thread id: {by_thread:?}\nnames: {names:?}\n{}",
+        failures.join("\n"),
+        out.describe()
+    );
+}
+
+#[test]
+fn total_cpu_time_matches_the_process_cpu_time() {
+    let out = common::run(common::program("threads.c")).go();
+    out.assert_success();
+    out.assert_cpu_types();
+    let process: f64 = out.value("process_cpu_ns");
+    let total = out.merged().total("cpu-time") as f64;
+    eprintln!("process CPU {:.3} s, profile cpu-time {:.3} s", process / 1e9, total / 1e9);
+    assert!(
+        within(total, process, 0.10),
+        "profile cpu-time {:.3} s vs process CPU {:.3} s\n{}",
+        total / 1e9,
+        process / 1e9,
+        out.describe()
+    );
+}
+
+#[test]
+fn a_library_loaded_with_dlopen_is_unwound() {
+    let plugin = common::shared_library("plugin.c");
+    let out = common::run(common::program("dlopen_burn.c")).arg(&plugin).go();
+    out.assert_success();
+    out.assert_cpu_types();
+    let m = out.merged();
+    let in_plugin = m.fraction_with("cpu-samples", "plugin_spin");
+    let complete = m.fraction("cpu-samples", |s| s.has_function("plugin_spin") && s.has_function("plugin_burn_ns") && reaches_main(s));
+    eprintln!("in plugin_spin: {:.1}%, through plugin_burn_ns to main: {:.1}%", 100.0 * in_plugin, 100.0 * complete);
+    assert!(in_plugin >= 0.80, "only {:.1}% of samples in plugin_spin\n{}", 100.0 * in_plugin, out.describe());
+    assert!(
+        complete >= 0.90 * in_plugin,
+        "only {:.1}% of samples unwind from plugin_spin through plugin_burn_ns to main ({:.1}% are in plugin_spin)\n{}",
+        100.0 * complete,
+        100.0 * in_plugin,
+        out.describe()
+    );
+}
