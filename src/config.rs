@@ -187,12 +187,18 @@ fn from_source(read: impl Fn(&str) -> Option<Raw>) -> (Config, Vec<String>) {
     tags.extend(r.tags("DD_PROFILING_TAGS"));
     let config = Config {
         enabled: r.flag("DD_PROFILING_ENABLED", true),
-        service: r.text("DD_SERVICE").unwrap_or_else(program_name),
-        env: r.text("DD_ENV"),
-        version: r.text("DD_VERSION"),
+        service: r
+            .text("DD_SERVICE", "a service name", "(the program name)")
+            .unwrap_or_else(program_name),
+        env: r.text("DD_ENV", "an environment name", "none"),
+        version: r.text("DD_VERSION", "a version", "none"),
         tags,
         agent: r.agent(),
-        output_pprof: r.text("DD_PROFILING_OUTPUT_PPROF"),
+        output_pprof: r.text(
+            "DD_PROFILING_OUTPUT_PPROF",
+            "a file prefix",
+            "none (upload to the Agent)",
+        ),
         upload_period: r.seconds(
             "DD_PROFILING_UPLOAD_PERIOD",
             0.05,
@@ -295,14 +301,10 @@ impl Reader<'_> {
         self.setting(var, BOOL_FORMS, default, &default.to_string(), parse_bool)
     }
 
-    /// Free text such as a service name; only non-UTF-8 can be wrong with it.
-    fn text(&mut self, var: &str) -> Option<String> {
-        let default_shown = if var == "DD_SERVICE" {
-            "(the program name)"
-        } else {
-            "(unset)"
-        };
-        self.setting(var, "valid UTF-8 text", None, default_shown, |s| {
+    /// Free text such as a service name; only non-UTF-8 can be wrong with it, and then the
+    /// warning says what the text was for and what replaces it.
+    fn text(&mut self, var: &str, what: &str, default_shown: &str) -> Option<String> {
+        self.setting(var, what, None, default_shown, |s| {
             Some(Some(s.to_string()))
         })
     }
@@ -369,7 +371,9 @@ impl Reader<'_> {
                 Raw::NotUtf8(_) => None,
             };
             let accepted = match problem {
-                Some(UrlProblem::Https) => format!("supported: https is not, only {URL_FORMS}"),
+                Some(UrlProblem::Https) => {
+                    format!("a supported URL (https is not supported; use {URL_FORMS})")
+                }
                 _ => URL_FORMS.to_string(),
             };
             let using =
@@ -827,8 +831,8 @@ mod tests {
         };
         let cases = [
             ("DD_SERVICE", "the program name"),
-            ("DD_ENV", "(unset)"),
-            ("DD_PROFILING_OUTPUT_PPROF", "(unset)"),
+            ("DD_ENV", "the default none"),
+            ("DD_PROFILING_OUTPUT_PPROF", "upload to the Agent"),
             ("DD_PROFILING_ENABLED", "the default true"),
             ("DD_PROFILING_MAX_FRAMES", "the default 128"),
             ("DD_TAGS", "no tags"),

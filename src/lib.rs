@@ -19,6 +19,7 @@ pub mod export;
 pub mod hooks;
 pub mod log;
 pub mod profile;
+pub mod python;
 pub mod real;
 pub mod runtime;
 pub mod sample;

@@ -130,7 +130,7 @@ fn send_thread_name(tid: i32) {
     for (i, chunk) in name.chunks(8).enumerate() {
         slot.set_frame(i, u64::from_ne_bytes(chunk.try_into().unwrap()));
     }
-    slot.commit(Header { kind: Kind::ThreadName, tid, values: [len as i64, 0], extra: [0, 0] }, 2);
+    slot.commit(Header { kind: Kind::ThreadName, tid, values: [len as i64, 0], extra: [0, 0], native_len: 0 }, 2);
 }
 
 extern "C" fn at_exit() {

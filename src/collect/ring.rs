@@ -54,6 +54,8 @@ pub struct Header {
     pub tid: i32,
     pub values: [i64; 2],
     pub extra: [u64; 2],
+    /// How many of the frame words are native frames; the rest are Python frame words.
+    pub native_len: usize,
 }
 
 const HEADER_WORDS: usize = 5;
@@ -114,7 +116,8 @@ impl Ring {
             let base = index * self.stride;
             let word = |i: usize| self.words[base + i].load(Ordering::Relaxed);
             let kind_and_len = word(0);
-            let n = ((kind_and_len >> 8) as usize).min(frames.len());
+            let n = ((kind_and_len >> 8) as u16 as usize).min(frames.len());
+            let native_len = ((kind_and_len >> 24) as u16 as usize).min(n);
             for (i, frame) in frames[..n].iter_mut().enumerate() {
                 *frame = word(HEADER_WORDS + i);
             }
@@ -123,6 +126,7 @@ impl Ring {
                 tid: word(1) as i32,
                 values: [word(2) as i64, word(3) as i64],
                 extra: [word(4), 0],
+                native_len,
             });
             state.store(FREE, Ordering::Release);
             if let Some(header) = header {
@@ -157,7 +161,8 @@ impl SlotWriter<'_> {
     /// stored (reserved).
     pub fn commit(mut self, header: Header, nframes: usize) {
         let n = nframes.min(self.ring.max_frames());
-        self.word(0).store(header.kind as u64 | (n as u64) << 8, Ordering::Relaxed);
+        let native = header.native_len.min(n);
+        self.word(0).store(header.kind as u64 | (n as u64) << 8 | (native as u64) << 24, Ordering::Relaxed);
         self.word(1).store(header.tid as u32 as u64, Ordering::Relaxed);
         self.word(2).store(header.values[0] as u64, Ordering::Relaxed);
         self.word(3).store(header.values[1] as u64, Ordering::Relaxed);
@@ -191,7 +196,7 @@ mod tests {
     use super::*;
 
     fn cpu(tid: i32) -> Header {
-        Header { kind: Kind::Cpu, tid, values: [1, 10], extra: [0, 0] }
+        Header { kind: Kind::Cpu, tid, values: [1, 10], extra: [0, 0], native_len: 0 }
     }
 
     #[test]

@@ -64,7 +64,14 @@ impl Aggregator {
         Aggregator { start: SystemTime::now(), samples: HashMap::new(), thread_names: HashMap::new(), dropped: 0 }
     }
 
-    pub fn add(&mut self, header: &Header, frames: &[u64]) {
+    pub fn add(&mut self, header: &Header, words: &[u64]) {
+        let merged;
+        let frames = if header.native_len < words.len() && header.kind != Kind::ThreadName {
+            merged = crate::python::merge(&words[..header.native_len], &words[header.native_len..]);
+            &merged[..]
+        } else {
+            words
+        };
         match header.kind {
             Kind::Cpu => self.add_values(header.tid, frames, &[(CPU_SAMPLES, header.values[0]), (CPU_TIME, header.values[1])]),
             Kind::Wall => self.add_values(header.tid, frames, &[(WALL_SAMPLES, header.values[0]), (WALL_TIME, header.values[1])]),
@@ -123,7 +130,7 @@ mod tests {
     use super::*;
 
     fn cpu(tid: i32, ns: i64) -> Header {
-        Header { kind: Kind::Cpu, tid, values: [1, ns], extra: [0, 0] }
+        Header { kind: Kind::Cpu, tid, values: [1, ns], extra: [0, 0], native_len: 3 }
     }
 
     #[test]
@@ -144,7 +151,7 @@ mod tests {
     fn thread_name_record_is_decoded() {
         let mut agg = Aggregator::new();
         let words: Vec<u64> = b"worker-1\0\0\0\0\0\0\0\0".chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
-        agg.add(&Header { kind: Kind::ThreadName, tid: 99, values: [8, 0], extra: [0, 0] }, &words);
+        agg.add(&Header { kind: Kind::ThreadName, tid: 99, values: [8, 0], extra: [0, 0], native_len: 0 }, &words);
         assert_eq!(agg.take_period().thread_names[&99], "worker-1");
     }
 }

@@ -15,8 +15,15 @@ use crate::profile::pprof::{Function, Label, Line, Location, Mapping, Profile, S
 /// One label attached to a sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LabelValue<'a> {
-    Str { key: &'a str, value: &'a str },
-    Num { key: &'a str, value: i64, unit: Option<&'a str> },
+    Str {
+        key: &'a str,
+        value: &'a str,
+    },
+    Num {
+        key: &'a str,
+        value: i64,
+        unit: Option<&'a str>,
+    },
 }
 
 /// Interned label: (key, str, num, num_unit), the four fields of a pprof `Label`.
@@ -52,7 +59,10 @@ impl ProfileBuilder {
         };
         b.intern("");
         for (ty, unit) in sample_types {
-            let vt = ValueType { r#type: b.intern(ty), unit: b.intern(unit) };
+            let vt = ValueType {
+                r#type: b.intern(ty),
+                unit: b.intern(unit),
+            };
             b.profile.sample_type.push(vt);
         }
         b.profile.time_nanos = match start.duration_since(UNIX_EPOCH) {
@@ -65,7 +75,10 @@ impl ProfileBuilder {
 
     /// Sets `period_type` and `period` (e.g. `("cpu", "nanoseconds", 10_000_000)`).
     pub fn set_period(&mut self, type_: &str, unit: &str, period: i64) {
-        let vt = ValueType { r#type: self.intern(type_), unit: self.intern(unit) };
+        let vt = ValueType {
+            r#type: self.intern(type_),
+            unit: self.intern(unit),
+        };
         self.profile.period_type = Some(vt);
         self.profile.period = period;
     }
@@ -116,8 +129,19 @@ impl ProfileBuilder {
     }
 
     /// Function id, deduplicated by all four fields.
-    pub fn function(&mut self, name: &str, system_name: &str, filename: &str, start_line: i64) -> u64 {
-        let key = (self.intern(name), self.intern(system_name), self.intern(filename), start_line);
+    pub fn function(
+        &mut self,
+        name: &str,
+        system_name: &str,
+        filename: &str,
+        start_line: i64,
+    ) -> u64 {
+        let key = (
+            self.intern(name),
+            self.intern(system_name),
+            self.intern(filename),
+            start_line,
+        );
         if let Some(&id) = self.functions.get(&key) {
             return id;
         }
@@ -148,7 +172,11 @@ impl ProfileBuilder {
             address,
             line: lines
                 .iter()
-                .map(|&(function_id, line)| Line { function_id, line, column: 0 })
+                .map(|&(function_id, line)| Line {
+                    function_id,
+                    line,
+                    column: 0,
+                })
                 .collect(),
             is_folded: false,
         });
@@ -188,7 +216,12 @@ impl ProfileBuilder {
             label: key
                 .1
                 .iter()
-                .map(|&(key, str, num, num_unit)| Label { key, str, num, num_unit })
+                .map(|&(key, str, num, num_unit)| Label {
+                    key,
+                    str,
+                    num,
+                    num_unit,
+                })
                 .collect(),
         });
         self.samples.insert(key, self.profile.sample.len() - 1);
@@ -213,7 +246,10 @@ impl ProfileBuilder {
 /// Protobuf-encodes and gzips a profile (the format the Agent and `go tool pprof` read).
 pub fn encode_gzip(profile: &Profile) -> Vec<u8> {
     let raw = profile.encode_to_vec();
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), flate2::Compression::default());
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 4 + 64),
+        flate2::Compression::default(),
+    );
     // Writing into a Vec cannot fail.
     enc.write_all(&raw).expect("gzip into memory");
     enc.finish().expect("gzip into memory")
@@ -239,7 +275,9 @@ pub fn decode(bytes: &[u8]) -> Result<Profile, String> {
         format!("not a pprof profile: neither gzip nor a valid pprof protobuf message ({e})")
     })?;
     if profile.string_table.first().map(String::as_str) != Some("") {
-        return Err("not a pprof profile: the string table must start with the empty string".into());
+        return Err(
+            "not a pprof profile: the string table must start with the empty string".into(),
+        );
     }
     Ok(profile)
 }
@@ -269,7 +307,13 @@ mod tests {
         assert_ne!(b.intern("abd"), a);
         let p = b.build();
         assert_eq!(p.string_table[0], "");
-        assert_eq!(p.string_table.iter().filter(|x| x.as_str() == "abc").count(), 1);
+        assert_eq!(
+            p.string_table
+                .iter()
+                .filter(|x| x.as_str() == "abc")
+                .count(),
+            1
+        );
         assert_eq!(s(&p, p.sample_type[0].r#type), "cpu-samples");
         assert_eq!(s(&p, p.sample_type[1].unit), "nanoseconds");
         assert_eq!(p.time_nanos, 1_700_000_000 * 1_000_000_000);
@@ -320,8 +364,15 @@ mod tests {
     fn samples_merge() {
         let mut b = builder();
         let lbl = [
-            LabelValue::Num { key: "thread id", value: 42, unit: None },
-            LabelValue::Str { key: "thread name", value: "main" },
+            LabelValue::Num {
+                key: "thread id",
+                value: 42,
+                unit: None,
+            },
+            LabelValue::Str {
+                key: "thread name",
+                value: "main",
+            },
         ];
         b.sample(&[1, 2, 3], &[1, 10], &lbl);
         b.sample(&[1, 2, 3], &[2, 20], &lbl);
@@ -350,7 +401,15 @@ mod tests {
         let m = b.mapping(0x1000, 0x2000, 0x10, "/bin/x", "", false);
         let f = b.function("f", "_Zf", "f.rs", 1);
         let l = b.location(m, 0x1100, &[(f, 12)]);
-        b.sample(&[l], &[1, 100], &[LabelValue::Num { key: "n", value: 5, unit: Some("bytes") }]);
+        b.sample(
+            &[l],
+            &[1, 100],
+            &[LabelValue::Num {
+                key: "n",
+                value: 5,
+                unit: Some("bytes"),
+            }],
+        );
         let p = b.build();
 
         let gz = encode_gzip(&p);
@@ -379,7 +438,15 @@ mod tests {
         for i in 0..200_000u64 {
             let f = b.function(&format!("f{}", i % 5000), "", "x.rs", 0);
             let l = b.location(m, 0x1000 + (i % 5000), &[(f, (i % 7) as i64)]);
-            b.sample(&[l, 1, 2], &[1, 10], &[LabelValue::Num { key: "thread id", value: (i % 13) as i64, unit: None }]);
+            b.sample(
+                &[l, 1, 2],
+                &[1, 10],
+                &[LabelValue::Num {
+                    key: "thread id",
+                    value: (i % 13) as i64,
+                    unit: None,
+                }],
+            );
         }
         let p = b.build();
         assert!(p.function.len() == 5000);

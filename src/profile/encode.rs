@@ -9,6 +9,7 @@ use super::aggregate::{Period, SAMPLE_TYPES};
 use super::builder::{LabelValue, ProfileBuilder};
 use super::pprof::Profile;
 use super::symbolize::Symbolizer;
+use crate::python::PYTHON_FRAME_TAG;
 use crate::sample::unwind::Mapping;
 
 /// What is being encoded besides the samples.
@@ -58,9 +59,10 @@ fn build_locations(
     symbolizer: &mut Symbolizer,
     builder: &mut ProfileBuilder,
 ) -> HashMap<u64, u64> {
-    let mut addresses: Vec<u64> = period.samples.keys().flat_map(|k| k.frames.iter().copied()).collect();
-    addresses.sort_unstable();
-    addresses.dedup();
+    let mut words: Vec<u64> = period.samples.keys().flat_map(|k| k.frames.iter().copied()).collect();
+    words.sort_unstable();
+    words.dedup();
+    let (python, addresses): (Vec<u64>, Vec<u64>) = words.into_iter().partition(|w| w & PYTHON_FRAME_TAG != 0);
     let symbols = symbolizer.resolve(&addresses);
     let mut mapping_ids: HashMap<usize, u64> = HashMap::new();
     let mut locations = HashMap::with_capacity(addresses.len());
@@ -78,6 +80,13 @@ fn build_locations(
             .map(|f| (builder.function(&f.function, &f.function, &f.file, 0), f.line as i64))
             .collect();
         locations.insert(address, builder.location(mapping_id, address, &lines));
+    }
+    for word in python {
+        let lines: Vec<(u64, i64)> = match crate::python::describe(word) {
+            Some(f) => vec![(builder.function(&f.function, &f.function, &f.file, 0), f.line as i64)],
+            None => vec![(builder.function("<unknown python frame>", "", "", 0), 0)],
+        };
+        locations.insert(word, builder.location(0, 0, &lines));
     }
     locations
 }

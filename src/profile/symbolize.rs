@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blazesym::symbolize::source::{Process, Source};
-use blazesym::symbolize::{CodeInfo, Input, Symbolized as BzSymbolized, Symbolizer as BzSymbolizer};
+use blazesym::symbolize::{
+    CodeInfo, Input, Symbolized as BzSymbolized, Symbolizer as BzSymbolizer,
+};
 use blazesym::Pid;
 
 /// One (possibly inlined) function at an address.
@@ -56,14 +58,22 @@ impl Default for Symbolizer {
 
 impl Symbolizer {
     pub fn new() -> Self {
-        Symbolizer { inner: None, cache: HashMap::new(), unknown: Arc::new(Symbolized::default()) }
+        Symbolizer {
+            inner: None,
+            cache: HashMap::new(),
+            unknown: Arc::new(Symbolized::default()),
+        }
     }
 
     /// Resolves code addresses of this process (pid = getpid() now), in the order given.
     /// Cached addresses are not looked up again; the others go to blazesym in one batch.
     /// Unknown addresses give empty `frames`.
     pub fn resolve(&mut self, addrs: &[u64]) -> Vec<Arc<Symbolized>> {
-        let mut todo: Vec<u64> = addrs.iter().copied().filter(|a| !self.cache.contains_key(a)).collect();
+        let mut todo: Vec<u64> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !self.cache.contains_key(a))
+            .collect();
         if !todo.is_empty() {
             todo.sort_unstable();
             todo.dedup();
@@ -89,7 +99,12 @@ impl Symbolizer {
         }
         addrs
             .iter()
-            .map(|a| self.cache.get(a).cloned().unwrap_or_else(|| self.unknown.clone()))
+            .map(|a| {
+                self.cache
+                    .get(a)
+                    .cloned()
+                    .unwrap_or_else(|| self.unknown.clone())
+            })
             .collect()
     }
 
@@ -167,7 +182,9 @@ fn group_by_file(addrs: &[u64]) -> Option<Vec<Vec<u64>>> {
             continue;
         };
         let path = it.next().unwrap_or("");
-        let Some((a, b)) = range.split_once('-') else { continue };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
         let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
             continue;
         };
@@ -196,10 +213,18 @@ fn convert(r: &BzSymbolized<'_>) -> Symbolized {
     let mut frames = Vec::with_capacity(sym.inlined.len() + 1);
     for f in sym.inlined.iter().rev() {
         let (file, line) = code_location(f.code_info.as_ref());
-        frames.push(Frame { function: f.name.to_string(), file, line });
+        frames.push(Frame {
+            function: f.name.to_string(),
+            file,
+            line,
+        });
     }
     let (file, line) = code_location(sym.code_info.as_deref());
-    frames.push(Frame { function: sym.name.to_string(), file, line });
+    frames.push(Frame {
+        function: sym.name.to_string(),
+        file,
+        line,
+    });
     Symbolized { frames }
 }
 
@@ -211,9 +236,32 @@ fn code_location(ci: Option<&CodeInfo<'_>>) -> (String, u32) {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.join(Path::new(&ci.file)),
                 _ => Path::new(&ci.file).to_path_buf(),
             };
-            (path.to_string_lossy().into_owned(), ci.line.unwrap_or(0))
+            (normalize(&path), ci.line.unwrap_or(0))
         }
     }
+}
+
+/// Lexically drops `.` components and folds `dir/..`, so that e.g. glibc's
+/// `./string/../sysdeps/x86_64/strcmp.S` reads `sysdeps/x86_64/strcmp.S`. (Debian builds record
+/// directories relative to a build tree that no longer exists; nothing better is known.)
+fn normalize(path: &Path) -> String {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) | Some(Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            _ => out.push(c),
+        }
+    }
+    let p: std::path::PathBuf = out.iter().collect();
+    p.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
@@ -263,6 +311,21 @@ mod tests {
     }
 
     #[test]
+    fn normalizes_paths() {
+        assert_eq!(
+            normalize(Path::new(
+                "./string/../sysdeps/x86_64/multiarch/../multiarch/strcmp.S"
+            )),
+            "sysdeps/x86_64/multiarch/strcmp.S"
+        );
+        assert_eq!(normalize(Path::new("/a/./b/../c.rs")), "/a/c.rs");
+        assert_eq!(normalize(Path::new("/../x.c")), "/x.c");
+        assert_eq!(normalize(Path::new("../x.c")), "../x.c");
+        assert_eq!(normalize(Path::new("x.c")), "x.c");
+        assert_eq!(normalize(Path::new("")), "");
+    }
+
+    #[test]
     fn symbolizer_is_send() {
         fn assert_send<T: Send>() {}
         assert_send::<Symbolizer>();
@@ -291,7 +354,10 @@ mod tests {
             }
             files.insert(path.to_string());
             let (a, b) = range.split_once('-').unwrap();
-            let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+            let (a, b) = (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+            );
             let step = ((b - a) / 1000).max(1);
             let mut x = a;
             while x < b && addrs.len() < 20_000 {
@@ -300,17 +366,6 @@ mod tests {
             }
         }
         let mut s = Symbolizer::new();
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let groups = group_by_file(&{let mut v=addrs.clone(); v.sort(); v}).unwrap();
-        for g in &groups {
-            let mut s2 = Symbolizer::new();
-            let t = Instant::now();
-            let r = s2.resolve(g);
-            let inl = r.iter().filter(|x| x.frames.len() > 1).count();
-            let lines = r.iter().filter(|x| x.frames.last().map_or(false, |f| f.line > 0)).count();
-            eprintln!("group {} addrs: {:?} inl {inl} lines {lines} {:?}", g.len(), t.elapsed(), r[g.len()/2]);
-        }
-        let _ = exe;
         let t = Instant::now();
         let r = s.resolve(&addrs);
         let first = t.elapsed();

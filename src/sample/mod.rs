@@ -1,5 +1,6 @@
 //! Hot side: producing samples (timers and the SIGPROF handler, stack capture).
 pub mod modules;
 pub mod signal;
+pub mod stack;
 pub mod timer;
 pub mod unwind;

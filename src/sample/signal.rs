@@ -8,7 +8,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::collect::ring::{Header, Kind};
-use crate::sample::unwind::{self, Registers};
+use crate::sample::stack;
+use crate::sample::unwind::Registers;
 use crate::thread;
 
 /// The signal the CPU timers use.
@@ -57,14 +58,14 @@ fn record_cpu_sample(context: *mut libc::c_void) {
         IGNORED_SIGNALS.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let Some((tid, stack_hi, cpu_delta)) = thread::with(|s| {
+    let Some((tid, cpu_delta)) = thread::with(|s| {
         if s.tid.get() == 0 || s.internal.get() {
             return None;
         }
         let now = thread::thread_cpu_ns();
         let delta = now.saturating_sub(s.last_cpu_ns.get());
         s.last_cpu_ns.set(now);
-        Some((s.tid.get(), s.stack_hi.get() as u64, delta))
+        Some((s.tid.get(), delta))
     }) else {
         IGNORED_SIGNALS.fetch_add(1, Ordering::Relaxed);
         return;
@@ -73,18 +74,9 @@ fn record_cpu_sample(context: *mut libc::c_void) {
     let regs = unsafe { interrupted_registers(context) };
     let Some(ring) = crate::collect::ring() else { return };
     let Some(slot) = ring.claim() else { return };
-    let mut n = 0usize;
-    let capacity = slot.capacity();
-    let stack = regs.sp..stack_hi.max(regs.sp);
-    unwind::capture(regs, stack, &mut |frame| {
-        if n >= capacity {
-            return false;
-        }
-        slot.set_frame(n, frame);
-        n += 1;
-        true
-    });
-    slot.commit(Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [0, 0] }, n);
+    let captured = stack::capture_into(&slot, regs);
+    let header = Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [0, 0], native_len: captured.native };
+    slot.commit(header, captured.total);
 }
 
 /// # Safety
