@@ -12,6 +12,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 venv="${DDPROF_TEST_VENV:-$root/target/test-venv}"
 
+# jemalloc, for the test that preloads it together with the library (Debian package;
+# only root can install it, and the test says it is skipped when it is missing).
+if ! ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq libjemalloc2 >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libjemalloc2 >/dev/null 2>&1; }) \
+        || echo "test-env.sh: could not install libjemalloc2; the jemalloc test will be skipped" >&2
+fi
+
 if [ -x "$venv/bin/ddapm-test-agent" ] && [ -x "$venv/bin/python" ]; then
     echo "$venv"
     exit 0

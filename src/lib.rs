@@ -21,6 +21,8 @@ pub mod log;
 pub mod profile;
 pub mod python;
 pub mod real;
+pub mod report;
+pub mod real_alloc;
 pub mod runtime;
 pub mod sample;
 pub mod thread;

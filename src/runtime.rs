@@ -50,11 +50,13 @@ pub fn start() {
     crate::collect::init_ring(config.max_frames);
     let mut tracker = unwind::ModuleTracker::new();
     tracker.refresh();
+    crate::python::init();
     create_thread_exit_key();
     install_fork_handlers();
     if config.cpu_enabled {
         start_cpu_sampling();
     }
+    crate::sample::alloc::configure(config.heap_sample_size, config.memory_enabled, config.heap_enabled);
     if config.output_pprof.is_none() {
         log_warn!("DD_PROFILING_OUTPUT_PPROF is not set and this build cannot upload to the Agent yet; profiles are discarded. Set DD_PROFILING_OUTPUT_PPROF=/path/prefix to write files");
     }
@@ -147,6 +149,7 @@ pub fn on_process_exit() {
     let _guard = thread::ReentrancyGuard::enter();
     signal::CPU_SAMPLING.store(false, Ordering::Release);
     timer::stop_all();
+    crate::sample::alloc::stop();
     let timeout = config().map(|c| c.exit_flush_timeout).unwrap_or_default();
     exporter::final_flush(timeout);
 }
@@ -206,6 +209,7 @@ unsafe extern "C" fn after_fork_in_child() {
     }
     unwind::reset_after_fork();
     timer::reset_after_fork();
+    crate::profile::heap::after_fork_in_child();
     if let Some(config) = config() {
         exporter::start(config.clone(), None);
     }

@@ -6,7 +6,6 @@
 //! pthread key destructor instead of a TLS destructor.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct ThreadState {
     /// Kernel thread id, 0 until the thread is registered.
@@ -21,6 +20,11 @@ pub struct ThreadState {
     pub in_profiler: Cell<bool>,
     /// The library's own threads (exporter) are never sampled.
     pub internal: Cell<bool>,
+    /// Bytes left before the next allocation sample (see sample/alloc.rs).
+    pub alloc_remaining: Cell<i64>,
+    pub alloc_started: Cell<bool>,
+    /// xorshift state for this thread's sampling draws; 0 until seeded.
+    pub rng: Cell<u64>,
 }
 
 impl ThreadState {
@@ -32,6 +36,9 @@ impl ThreadState {
             last_cpu_ns: Cell::new(0),
             in_profiler: Cell::new(false),
             internal: Cell::new(false),
+            alloc_remaining: Cell::new(0),
+            alloc_started: Cell::new(false),
+            rng: Cell::new(0),
         }
     }
 }
@@ -120,13 +127,6 @@ fn current_stack_bounds() -> Option<(usize, usize)> {
     }
 }
 
-/// Set once the library has finished initialising; hooks do nothing before.
-pub static LIBRARY_READY: AtomicBool = AtomicBool::new(false);
-
-pub fn library_ready() -> bool {
-    LIBRARY_READY.load(Ordering::Acquire)
-}
-
 /// Spawns one of the library's own threads. It is never sampled, never registered, and its
 /// allocations are never profiled (it is permanently "inside the profiler").
 pub fn spawn_internal(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
@@ -152,4 +152,27 @@ pub fn block_cpu_signal() {
         libc::sigaddset(&mut set, libc::SIGPROF);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+}
+
+/// A uniform draw in (0, 1] from this thread's xorshift generator (async-signal-safe).
+pub fn uniform() -> f64 {
+    with(|s| {
+        let mut x = s.rng.get();
+        if x == 0 {
+            x = seed();
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.rng.set(x);
+        ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    })
+}
+
+fn seed() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let mixed = (ts.tv_nsec as u64) ^ (ts.tv_sec as u64) << 30 ^ (gettid() as u64) << 17;
+    mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
 }

@@ -5,19 +5,46 @@ mod common;
 use common::Outcome;
 
 fn short(ms: u32, mode: &str, code: i32) -> Outcome {
-    common::run(common::program("short.c")).arg(ms.to_string()).arg(mode).arg(code.to_string()).go()
+    common::run(common::program("short.c"))
+        .arg(ms.to_string())
+        .arg(mode)
+        .arg(code.to_string())
+        .go()
 }
 
 /// Exactly one profile, named after the program's pid, with CPU samples in it.
 fn assert_one_profile_with_samples(out: &Outcome) {
     out.assert_cpu_types();
     let pid: u32 = out.value("pid");
-    assert!(out.other_files.is_empty(), "unexpected files {:?}\n{}", out.other_files, out.describe());
-    assert_eq!(out.files.len(), 1, "expected exactly one profile\n{}", out.describe());
+    assert!(
+        out.other_files.is_empty(),
+        "unexpected files {:?}\n{}",
+        out.other_files,
+        out.describe()
+    );
+    assert_eq!(
+        out.files.len(),
+        1,
+        "expected exactly one profile\n{}",
+        out.describe()
+    );
     let f = &out.files[0];
-    assert_eq!(f.pid, pid, "profile named after pid {}, program's pid is {pid}", f.pid);
-    assert_eq!(f.seq, 1, "the first profile of a process should have seq 1: {}", f.path.display());
-    assert!(out.merged().total("cpu-samples") > 0, "the profile has no CPU samples\n{}", out.describe());
+    assert_eq!(
+        f.pid, pid,
+        "profile named after pid {}, program's pid is {pid}",
+        f.pid
+    );
+    assert_eq!(
+        f.seq,
+        1,
+        "the first profile of a process should have seq 1: {}",
+        f.path.display()
+    );
+    assert!(
+        out.merged().total("cpu-samples") > 0,
+        "the profile has no CPU samples\n{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -29,7 +56,12 @@ fn a_50ms_program_leaves_one_profile() {
 
 fn exit_mode(mode: &str, code: i32) {
     let out = short(100, mode, code);
-    assert_eq!(out.status.code(), Some(code), "exit code changed ({mode})\n{}", out.describe());
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit code changed ({mode})\n{}",
+        out.describe()
+    );
     assert_one_profile_with_samples(&out);
 }
 
@@ -61,30 +93,63 @@ fn underscore_capital_exit_leaves_a_profile() {
 #[test]
 fn disabled_leaves_nothing_and_starts_no_thread() {
     for value in ["false", "0"] {
-        let out = common::run(common::program("tasks.c")).env("DD_PROFILING_ENABLED", value).go();
+        let out = common::run(common::program("tasks.c"))
+            .env("DD_PROFILING_ENABLED", value)
+            .go();
         out.assert_success();
-        assert_eq!(out.value::<u32>("preloaded"), 1, "libddprof is not mapped: the test proves nothing\n{}", out.describe_run());
-        assert_eq!(out.value::<u32>("tasks"), 1, "DD_PROFILING_ENABLED={value} still started threads\n{}", out.describe_run());
+        assert_eq!(
+            out.value::<u32>("preloaded"),
+            1,
+            "libddprof is not mapped: the test proves nothing\n{}",
+            out.describe_run()
+        );
+        assert_eq!(
+            out.value::<u32>("tasks"),
+            1,
+            "DD_PROFILING_ENABLED={value} still started threads\n{}",
+            out.describe_run()
+        );
         assert!(
             out.files.is_empty() && out.other_files.is_empty(),
             "DD_PROFILING_ENABLED={value} still wrote {:?} {:?}",
             out.files.iter().map(|f| &f.path).collect::<Vec<_>>(),
             out.other_files
         );
-        assert!(!out.stderr.contains("libddprof"), "DD_PROFILING_ENABLED={value} should be silent:\n{}", out.stderr);
+        assert!(
+            !out.stderr.contains("libddprof"),
+            "DD_PROFILING_ENABLED={value} should be silent:\n{}",
+            out.stderr
+        );
     }
 }
 
 #[test]
 fn periodic_exports_have_increasing_seq_and_do_not_overlap() {
-    let out = common::run(common::program("short.c")).arg("2200").env("DD_PROFILING_UPLOAD_PERIOD", "0.5").go();
+    let out = common::run(common::program("short.c"))
+        .arg("2200")
+        .env("DD_PROFILING_UPLOAD_PERIOD", "0.5")
+        .go();
     out.assert_success();
     out.assert_cpu_types();
     let pid: u32 = out.value("pid");
     let seqs: Vec<u64> = out.files.iter().map(|f| f.seq).collect();
-    assert!(out.files.iter().all(|f| f.pid == pid), "profiles from another pid than {pid}\n{}", out.describe());
-    assert!(seqs.len() >= 4, "only {} profiles in {:?} with a 0.5 s period\n{}", seqs.len(), out.elapsed, out.describe());
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "seq should count 1, 2, 3, ...");
+    assert!(
+        out.files.iter().all(|f| f.pid == pid),
+        "profiles from another pid than {pid}\n{}",
+        out.describe()
+    );
+    assert!(
+        seqs.len() >= 4,
+        "only {} profiles in {:?} with a 0.5 s period\n{}",
+        seqs.len(),
+        out.elapsed,
+        out.describe()
+    );
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "seq should count 1, 2, 3, ..."
+    );
     // Each period holds its own samples: together they add up to the process's CPU time.
     let process: f64 = out.value("cpu_ns");
     let total = out.merged().total("cpu-time") as f64;
@@ -103,19 +168,53 @@ fn a_program_with_its_own_sigprof_handler_keeps_its_signals() {
     out.assert_success();
     let own: u32 = out.value("own");
     let foreign: u32 = out.value("foreign");
-    assert!(own > 0, "the program's own ITIMER_PROF signals stopped arriving\n{}", out.describe());
-    assert_eq!(foreign, 0, "the program's handler received SIGPROF it did not ask for\n{}", out.describe());
-    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("libddprof") && l.contains("SIGPROF")).collect();
-    assert_eq!(warnings.len(), 1, "expected one libddprof warning about SIGPROF\n{}", out.describe_run());
+    assert!(
+        own > 0,
+        "the program's own ITIMER_PROF signals stopped arriving\n{}",
+        out.describe()
+    );
+    assert_eq!(
+        foreign,
+        0,
+        "the program's handler received SIGPROF it did not ask for\n{}",
+        out.describe()
+    );
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("libddprof") && l.contains("SIGPROF"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "expected one libddprof warning about SIGPROF\n{}",
+        out.describe_run()
+    );
     out.assert_known_types();
 }
 
 #[test]
 fn a_bad_config_value_warns_and_profiling_goes_on() {
-    let out = common::run(common::program("short.c")).arg("100").env("DD_PROFILING_UPLOAD_PERIOD", "abc").go();
+    let out = common::run(common::program("short.c"))
+        .arg("100")
+        .env("DD_PROFILING_UPLOAD_PERIOD", "abc")
+        .go();
     out.assert_success();
-    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("DD_PROFILING_UPLOAD_PERIOD")).collect();
-    assert_eq!(warnings.len(), 1, "expected one warning naming DD_PROFILING_UPLOAD_PERIOD\n{}", out.describe_run());
-    assert!(warnings[0].contains("libddprof"), "the warning should say it comes from libddprof: {}", warnings[0]);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("DD_PROFILING_UPLOAD_PERIOD"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "expected one warning naming DD_PROFILING_UPLOAD_PERIOD\n{}",
+        out.describe_run()
+    );
+    assert!(
+        warnings[0].contains("libddprof"),
+        "the warning should say it comes from libddprof: {}",
+        warnings[0]
+    );
     assert_one_profile_with_samples(&out);
 }

@@ -89,15 +89,27 @@ impl Ring {
 
     /// Claims a free slot, or counts a drop and returns None. Async-signal-safe.
     pub fn claim(&self) -> Option<SlotWriter<'_>> {
+        let slot = self.claim_quietly();
+        if slot.is_none() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    /// Claims a free slot without counting a drop when there is none. Every eighth of the
+    /// ring's capacity, the claimer wakes the exporter so it drains before the ring fills.
+    pub fn claim_quietly(&self) -> Option<SlotWriter<'_>> {
         let mask = self.states.len() - 1;
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        if start & (self.states.len() / 8 - 1) == 0 {
+            super::wake_exporter();
+        }
         for probe in 0..PROBES {
             let index = (start + probe) & mask;
             if self.states[index].compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                 return Some(SlotWriter { ring: self, index, committed: false });
             }
         }
-        self.dropped.fetch_add(1, Ordering::Relaxed);
         None
     }
 

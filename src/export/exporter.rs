@@ -18,6 +18,9 @@ use crate::sample::unwind::ModuleTracker;
 use crate::{log_debug, log_warn};
 
 const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+/// When a drain finds the ring well filled, the next one comes sooner, so bursts of
+/// samples (allocation-heavy phases) are not dropped.
+const BUSY_DRAIN_INTERVAL: Duration = Duration::from_millis(5);
 
 #[derive(Default)]
 struct Control {
@@ -62,7 +65,7 @@ pub fn final_flush(timeout: Duration) {
     let Some(shared) = shared() else { return };
     let Ok(mut control) = shared.control.lock() else { return };
     control.final_requested = true;
-    shared.wake.notify_all();
+    crate::collect::wake_exporter();
     let deadline = Instant::now() + timeout;
     while !control.final_done {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -84,20 +87,30 @@ struct Exporter {
     seq: u64,
     columns: Vec<usize>,
     write_failed: bool,
+    /// Created with the first profile to upload (when DD_PROFILING_OUTPUT_PPROF is unset).
+    uploader: Option<super::upload::Uploader>,
+    /// Sampled allocations the live-heap table had no room for (reported in the profile).
+    heap_untracked: u64,
 }
 
 impl Exporter {
     fn new(config: Arc<Config>, tracker: ModuleTracker) -> Self {
         let columns = enabled_columns(&config);
-        Exporter { config, tracker, aggregator: Aggregator::new(), symbolizer: Symbolizer::new(), seq: 0, columns, write_failed: false }
+        Exporter { config, tracker, aggregator: Aggregator::new(), symbolizer: Symbolizer::new(), seq: 0, columns, write_failed: false, uploader: None, heap_untracked: 0 }
     }
 
     fn run(mut self, shared: &Shared) {
         let mut next_export = Instant::now() + self.config.upload_period;
+        let mut next_refresh = Instant::now();
+        let mut busy = false;
         loop {
-            let final_requested = wait(shared, DRAIN_INTERVAL);
-            self.tracker.refresh();
-            self.drain();
+            let final_requested = wait(shared, if busy { BUSY_DRAIN_INTERVAL } else { DRAIN_INTERVAL });
+            if final_requested || Instant::now() >= next_refresh {
+                self.tracker.refresh();
+                crate::python::refresh();
+                next_refresh = Instant::now() + DRAIN_INTERVAL;
+            }
+            busy = self.drain() >= crate::collect::BUSY_DRAIN_RECORDS;
             if final_requested || Instant::now() >= next_export {
                 self.export();
                 next_export = Instant::now() + self.config.upload_period;
@@ -112,11 +125,22 @@ impl Exporter {
         }
     }
 
-    fn drain(&mut self) {
-        let Some(ring) = crate::collect::ring() else { return };
+    /// Moves every published record into the aggregator; returns how many there were.
+    fn drain(&mut self) -> usize {
+        let Some(ring) = crate::collect::ring() else { return 0 };
         let aggregator = &mut self.aggregator;
-        ring.drain(|header, frames| aggregator.add(header, frames));
+        let mut records = 0;
+        ring.drain(|header, frames| {
+            records += 1;
+            aggregator.add(header, frames)
+        });
+        aggregator.end_drain();
         aggregator.add_dropped(ring.take_dropped());
+        let lost = crate::collect::live_heap::take_lost();
+        if lost > 0 {
+            self.heap_untracked += lost;
+        }
+        records
     }
 
     fn export(&mut self) {
@@ -127,27 +151,53 @@ impl Exporter {
             columns: &self.columns,
             cpu_period_ns,
             mappings: self.tracker.all_mappings(),
-            comments: &[format!("libddprof {} ({})", env!("CARGO_PKG_VERSION"), env!("DDPROF_COMMIT"))],
+            comments: &self.comments(),
         };
         let profile = encode_period(&period, &options, &mut self.symbolizer);
         let bytes = encode_gzip(&profile);
+        let size = bytes.len();
         self.seq += 1;
-        self.deliver(&bytes);
+        self.deliver(bytes, period.start, period.end, started);
         log_debug!(
             "profile {} exported: {} samples, {} bytes, {:?}",
             self.seq,
             profile.sample.len(),
-            bytes.len(),
+            size,
             started.elapsed()
         );
     }
 
-    fn deliver(&mut self, bytes: &[u8]) {
-        let Some(prefix) = &self.config.output_pprof else { return };
+    fn comments(&self) -> Vec<String> {
+        let mut comments = vec![format!("libddprof {} ({})", env!("CARGO_PKG_VERSION"), env!("DDPROF_COMMIT"))];
+        if self.heap_untracked > 0 {
+            comments.push(format!(
+                "libddprof: {} sampled allocations were not tracked for heap-space (live table full)",
+                self.heap_untracked
+            ));
+        }
+        comments
+    }
+
+    /// Writes the profile to a file, or hands it to the uploader. The final export (at exit)
+    /// also waits for the upload: `final_flush` gives the exiting thread at most
+    /// `exit_flush_timeout` from its request, so this wait ends a little earlier (counted from
+    /// `export_started`, shortly after the request), leaving time to report a late upload.
+    fn deliver(&mut self, bytes: Vec<u8>, start: std::time::SystemTime, end: std::time::SystemTime, export_started: Instant) {
+        let Some(prefix) = &self.config.output_pprof else {
+            let is_final = shared().and_then(|s| s.control.lock().ok().map(|c| c.final_requested)).unwrap_or(false);
+            let config = self.config.clone();
+            let uploader = self.uploader.get_or_insert_with(|| super::upload::Uploader::new(config));
+            uploader.submit(self.seq, start, end, bytes);
+            if is_final {
+                let timeout = self.config.exit_flush_timeout;
+                uploader.flush(export_started + timeout - (timeout / 10).min(Duration::from_millis(100)));
+            }
+            return;
+        };
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         let path = super::file::profile_path(prefix, pid, self.seq);
-        match super::file::write_profile(&path, bytes) {
+        match super::file::write_profile(&path, &bytes) {
             Ok(()) => self.write_failed = false,
             Err(e) if !self.write_failed => {
                 self.write_failed = true;
@@ -161,17 +211,18 @@ impl Exporter {
     }
 }
 
-/// Sleeps until the drain interval passes or the final export is requested; returns whether
-/// it was requested.
+/// Sleeps until the drain interval passes, the ring asks for a drain, or the final export is
+/// requested; returns whether it was requested.
 fn wait(shared: &Shared, interval: Duration) -> bool {
-    let Ok(control) = shared.control.lock() else { return true };
-    if control.final_requested {
+    if final_requested(shared) {
         return true;
     }
-    match shared.wake.wait_timeout(control, interval) {
-        Ok((control, _)) => control.final_requested,
-        Err(_) => true,
-    }
+    crate::collect::wait_for_work(interval);
+    final_requested(shared)
+}
+
+fn final_requested(shared: &Shared) -> bool {
+    shared.control.lock().map(|c| c.final_requested).unwrap_or(true)
 }
 
 /// The sample types this build produces and the configuration enables.
@@ -179,6 +230,12 @@ fn enabled_columns(config: &Config) -> Vec<usize> {
     let mut columns = Vec::new();
     if config.cpu_enabled {
         columns.extend([aggregate::CPU_SAMPLES, aggregate::CPU_TIME]);
+    }
+    if config.memory_enabled {
+        columns.extend([aggregate::ALLOC_SAMPLES, aggregate::ALLOC_SPACE]);
+    }
+    if config.heap_enabled {
+        columns.extend([aggregate::HEAP_LIVE_SAMPLES, aggregate::HEAP_SPACE]);
     }
     columns
 }

@@ -1,3 +1,6 @@
 //! Cold side: the exporter thread and where profiles go.
 pub mod exporter;
 pub mod file;
+pub mod http;
+pub mod multipart;
+pub mod upload;

@@ -1,7 +1,10 @@
 //! Cold side: folding drained records into per-stack totals for one export period.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::SystemTime;
+
+use super::heap::{self, HeapEvent, LiveHeap, LIVE_HEAP};
 
 use crate::collect::ring::{Header, Kind};
 
@@ -26,8 +29,14 @@ pub const CPU_SAMPLES: usize = 0;
 pub const CPU_TIME: usize = 1;
 pub const WALL_SAMPLES: usize = 2;
 pub const WALL_TIME: usize = 3;
+pub const ALLOC_SAMPLES: usize = 4;
+pub const ALLOC_SPACE: usize = 5;
+pub const HEAP_LIVE_SAMPLES: usize = 6;
+pub const HEAP_SPACE: usize = 7;
 
-pub type Values = [i64; SAMPLE_TYPES.len()];
+/// Totals per sample type. Floating point because sampled allocations carry fractional
+/// weights (1/p); rounding each one would bias the estimate. Rounded once, when encoded.
+pub type Values = [f64; SAMPLE_TYPES.len()];
 
 /// What identifies one aggregated sample: its stack (leaf first) and its labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -51,6 +60,10 @@ pub struct Aggregator {
     samples: HashMap<SampleKey, Values>,
     thread_names: HashMap<i32, String>,
     dropped: u64,
+    /// Alloc/free events of the current drain, applied to the live heap in `end_drain`.
+    heap_events: Vec<HeapEvent>,
+    /// The library's own code: hook frames at the leaf of allocation stacks are cut off.
+    own_text: Option<Range<u64>>,
 }
 
 impl Default for Aggregator {
@@ -61,7 +74,14 @@ impl Default for Aggregator {
 
 impl Aggregator {
     pub fn new() -> Self {
-        Aggregator { start: SystemTime::now(), samples: HashMap::new(), thread_names: HashMap::new(), dropped: 0 }
+        Aggregator {
+            start: SystemTime::now(),
+            samples: HashMap::new(),
+            thread_names: HashMap::new(),
+            dropped: 0,
+            heap_events: Vec::new(),
+            own_text: crate::sample::modules::text_range_containing(Aggregator::new as *const () as u64),
+        }
     }
 
     pub fn add(&mut self, header: &Header, words: &[u64]) {
@@ -73,21 +93,49 @@ impl Aggregator {
             words
         };
         match header.kind {
-            Kind::Cpu => self.add_values(header.tid, frames, &[(CPU_SAMPLES, header.values[0]), (CPU_TIME, header.values[1])]),
-            Kind::Wall => self.add_values(header.tid, frames, &[(WALL_SAMPLES, header.values[0]), (WALL_TIME, header.values[1])]),
+            Kind::Cpu => self.add_values(header.tid, frames, &[(CPU_SAMPLES, header.values[0] as f64), (CPU_TIME, header.values[1] as f64)]),
+            Kind::Wall => self.add_values(header.tid, frames, &[(WALL_SAMPLES, header.values[0] as f64), (WALL_TIME, header.values[1] as f64)]),
             Kind::ThreadName => self.record_thread_name(header.tid, header.values[0] as usize, frames),
-            // Produced by later profile types; nothing records them yet.
-            Kind::Alloc | Kind::Free | Kind::Lock => {}
+            Kind::Alloc => self.add_allocation(header, frames),
+            Kind::Free => self.heap_events.push(HeapEvent::Free { seq: header.values[1], addr: header.extra[0] }),
+            // Produced by a later profile type; nothing records it yet.
+            Kind::Lock => {}
         }
+    }
+
+    fn add_allocation(&mut self, header: &Header, frames: &[u64]) {
+        let frames = self.without_own_frames(frames);
+        let size = header.values[0] as u64;
+        let (count, bytes) = heap::weights(size, crate::sample::alloc::mean_interval());
+        self.add_values(header.tid, frames, &[(ALLOC_SAMPLES, count), (ALLOC_SPACE, bytes)]);
+        let key = SampleKey { frames: frames.into(), tid: header.tid };
+        self.heap_events.push(HeapEvent::Alloc { seq: header.values[1], addr: header.extra[0], key, size });
+    }
+
+    /// Cuts the leaf frames that belong to the library itself (the hook that took the sample).
+    fn without_own_frames<'f>(&self, frames: &'f [u64]) -> &'f [u64] {
+        let Some(own) = &self.own_text else { return frames };
+        let skip = frames.iter().take_while(|a| own.contains(a)).count();
+        &frames[skip..]
+    }
+
+    /// Called after each drain: applies the drain's alloc/free events to the live heap.
+    pub fn end_drain(&mut self) {
+        let events = std::mem::take(&mut self.heap_events);
+        if events.is_empty() {
+            return;
+        }
+        let mut live = LIVE_HEAP.lock();
+        live.get_or_insert_with(LiveHeap::default).apply(events);
     }
 
     pub fn add_dropped(&mut self, n: u64) {
         self.dropped += n;
     }
 
-    fn add_values(&mut self, tid: i32, frames: &[u64], values: &[(usize, i64)]) {
+    fn add_values(&mut self, tid: i32, frames: &[u64], values: &[(usize, f64)]) {
         let key = SampleKey { frames: frames.into(), tid };
-        let totals = self.samples.entry(key).or_insert([0; SAMPLE_TYPES.len()]);
+        let totals = self.samples.entry(key).or_insert([0.0; SAMPLE_TYPES.len()]);
         for &(column, value) in values {
             totals[column] += value;
         }
@@ -107,6 +155,8 @@ impl Aggregator {
 
     /// Ends the period: returns its samples and starts the next one.
     pub fn take_period(&mut self) -> Period {
+        self.end_drain();
+        self.add_live_heap();
         let end = SystemTime::now();
         let samples = std::mem::take(&mut self.samples);
         // Names of threads that are gone and were not sampled are not needed any more.
@@ -116,6 +166,20 @@ impl Aggregator {
         self.start = end;
         self.dropped = 0;
         period
+    }
+}
+
+impl Aggregator {
+    /// Live sampled blocks, as they are at export time, under their allocation stacks.
+    fn add_live_heap(&mut self) {
+        let interval = crate::sample::alloc::mean_interval();
+        let live = LIVE_HEAP.lock();
+        let Some(live) = live.as_ref() else { return };
+        for (key, count, bytes) in live.live(interval) {
+            let totals = self.samples.entry(key.clone()).or_insert([0.0; SAMPLE_TYPES.len()]);
+            totals[HEAP_LIVE_SAMPLES] += count;
+            totals[HEAP_SPACE] += bytes;
+        }
     }
 }
 
@@ -142,8 +206,8 @@ mod tests {
         let period = agg.take_period();
         assert_eq!(period.samples.len(), 2);
         let key = SampleKey { frames: vec![1, 2, 3].into(), tid: 1 };
-        assert_eq!(period.samples[&key][CPU_SAMPLES], 2);
-        assert_eq!(period.samples[&key][CPU_TIME], 15);
+        assert_eq!(period.samples[&key][CPU_SAMPLES], 2.0);
+        assert_eq!(period.samples[&key][CPU_TIME], 15.0);
         assert!(agg.take_period().samples.is_empty());
     }
 

@@ -28,6 +28,10 @@ pub enum LabelValue<'a> {
 
 /// Interned label: (key, str, num, num_unit), the four fields of a pprof `Label`.
 type LabelKey = (i64, i64, i64, i64);
+/// (mapping id, address, (function id, line) pairs).
+type LocationKey = (u64, u64, Box<[(u64, i64)]>);
+/// (location ids, labels).
+type SampleKey = (Box<[u64]>, Box<[LabelKey]>);
 
 /// Builds one pprof profile, deduplicating as it goes.
 pub struct ProfileBuilder {
@@ -38,9 +42,9 @@ pub struct ProfileBuilder {
     /// (name, system_name, filename, start_line), all interned → function id
     functions: HashMap<(i64, i64, i64, i64), u64>,
     /// (mapping id, address, lines) → location id
-    locations: HashMap<(u64, u64, Box<[(u64, i64)]>), u64>,
+    locations: HashMap<LocationKey, u64>,
     /// (location ids, labels) → index in `profile.sample`
-    samples: HashMap<(Box<[u64]>, Box<[LabelKey]>), usize>,
+    samples: HashMap<SampleKey, usize>,
     n_values: usize,
 }
 
@@ -161,7 +165,7 @@ impl ProfileBuilder {
     /// (function id, line) pairs, innermost inlined function first, physical function last.
     /// `mapping_id` 0 means "no mapping".
     pub fn location(&mut self, mapping_id: u64, address: u64, lines: &[(u64, i64)]) -> u64 {
-        let key: (u64, u64, Box<[(u64, i64)]>) = (mapping_id, address, lines.into());
+        let key: LocationKey = (mapping_id, address, lines.into());
         if let Some(&id) = self.locations.get(&key) {
             return id;
         }

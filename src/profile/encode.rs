@@ -31,7 +31,7 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
     }
     let locations = build_locations(period, options.mappings, symbolizer, &mut builder);
     for (key, values) in &period.samples {
-        let picked: Vec<i64> = options.columns.iter().map(|&c| values[c]).collect();
+        let picked: Vec<i64> = options.columns.iter().map(|&c| values[c].round() as i64).collect();
         if picked.iter().all(|&v| v == 0) {
             continue;
         }

@@ -4,3 +4,4 @@ pub mod builder;
 pub mod symbolize;
 pub mod aggregate;
 pub mod encode;
+pub mod heap;

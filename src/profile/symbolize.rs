@@ -326,6 +326,21 @@ mod tests {
     }
 
     #[test]
+    fn groups_addresses_by_file() {
+        let own = known_target_function as *const () as usize as u64;
+        let getpid = libc::getpid as *const () as usize as u64;
+        let mut addrs = vec![0x10, own, own + 1, getpid];
+        addrs.sort_unstable();
+        let mut groups = group_by_file(&addrs).unwrap();
+        groups.iter_mut().for_each(|g| g.sort_unstable());
+        groups.sort();
+        assert_eq!(groups.len(), 3, "{groups:x?}");
+        assert!(groups.contains(&vec![0x10]));
+        assert!(groups.contains(&vec![own, own + 1]));
+        assert!(groups.contains(&vec![getpid]));
+    }
+
+    #[test]
     fn symbolizer_is_send() {
         fn assert_send<T: Send>() {}
         assert_send::<Symbolizer>();

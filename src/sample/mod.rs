@@ -1,4 +1,5 @@
 //! Hot side: producing samples (timers and the SIGPROF handler, stack capture).
+pub mod alloc;
 pub mod modules;
 pub mod signal;
 pub mod stack;

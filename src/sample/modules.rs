@@ -250,3 +250,29 @@ mod tests {
         assert_eq!(current_generation(), current_generation());
     }
 }
+
+/// The executable address range of the module containing `addr` (cold side).
+pub fn text_range_containing(addr: u64) -> Option<Range<u64>> {
+    struct Search {
+        addr: u64,
+        found: Option<Range<u64>>,
+    }
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: valid for the callback's duration; data is our Search.
+        let (info, search) = unsafe { (&*info, &mut *(data as *mut Search)) };
+        // SAFETY: dlpi_phdr points at dlpi_phnum headers.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0) {
+            let range = info.dlpi_addr + ph.p_vaddr..info.dlpi_addr + ph.p_vaddr + ph.p_memsz;
+            if range.contains(&search.addr) {
+                search.found = Some(range);
+                return 1;
+            }
+        }
+        0
+    }
+    let mut search = Search { addr, found: None };
+    // SAFETY: the callback only writes through the pointer we pass.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
+    search.found
+}

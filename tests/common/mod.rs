@@ -22,26 +22,39 @@ pub fn repo() -> PathBuf {
 /// `cargo build --release` first.
 pub fn library() -> PathBuf {
     let lib = repo().join("target/release/libddprof.so");
-    assert!(lib.exists(), "{} is missing: run `cargo build --release` (or `make test`)", lib.display());
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo build --release` (or `make test`)",
+        lib.display()
+    );
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
         let lib_time = mtime(&lib);
         if newest_mtime(&repo().join("src")) > lib_time {
-            eprintln!("warning: {} is older than src/: run `cargo build --release`", lib.display());
+            eprintln!(
+                "warning: {} is older than src/: run `cargo build --release`",
+                lib.display()
+            );
         }
     });
     lib
 }
 
 fn mtime(p: &Path) -> SystemTime {
-    std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn newest_mtime(dir: &Path) -> SystemTime {
     let mut newest = SystemTime::UNIX_EPOCH;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = entry.path();
-        let t = if p.is_dir() { newest_mtime(&p) } else { mtime(&p) };
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            mtime(&p)
+        };
         newest = newest.max(t);
     }
     newest
@@ -62,7 +75,9 @@ pub fn program(source: &str) -> PathBuf {
 /// Compiles `tests/programs/<source>` into the shared library `target/test-programs/lib<stem>.so`.
 pub fn shared_library(source: &str) -> PathBuf {
     let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
-    let out = repo().join("target/test-programs").join(format!("lib{stem}.so"));
+    let out = repo()
+        .join("target/test-programs")
+        .join(format!("lib{stem}.so"));
     compile(source, &out, &["-shared", "-fPIC"])
 }
 
@@ -78,7 +93,11 @@ fn compile(source: &str, out: &Path, extra: &[&str]) -> PathBuf {
     // Build under a unique name and rename, so tests building the same fixture in parallel
     // never see a half-written file.
     let tmp = out.with_extension(format!("tmp{}-{}", std::process::id(), unique()));
-    let compiler = if source.ends_with(".cpp") { "g++" } else { "cc" };
+    let compiler = if source.ends_with(".cpp") {
+        "g++"
+    } else {
+        "cc"
+    };
     let result = Command::new(compiler)
         .args(CFLAGS)
         .args(extra)
@@ -120,7 +139,12 @@ pub fn run(program: impl AsRef<Path>) -> Run {
         .iter()
         .map(|k| (format!("DD_PROFILING_{k}_ENABLED"), "false".to_string()))
         .collect();
-    Run { program: program.as_ref().to_path_buf(), args: vec![], env, timeout: Duration::from_secs(60) }
+    Run {
+        program: program.as_ref().to_path_buf(),
+        args: vec![],
+        env,
+        timeout: Duration::from_secs(60),
+    }
 }
 
 impl Run {
@@ -142,23 +166,38 @@ impl Run {
     /// every file it left in the output directory.
     pub fn go(self) -> Outcome {
         let lib = library();
-        let name = self.program.file_name().unwrap().to_string_lossy().to_string();
-        let dir = std::env::temp_dir().join(format!("ddprof-it-{}-{}-{name}", std::process::id(), unique()));
+        let name = self
+            .program
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let dir = std::env::temp_dir().join(format!(
+            "ddprof-it-{}-{}-{name}",
+            std::process::id(),
+            unique()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, _) in std::env::vars() {
             if k.starts_with("DD_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("LD_PRELOAD", &lib).env("DD_PROFILING_OUTPUT_PPROF", dir.join("prof"));
+        cmd.env("LD_PRELOAD", &lib)
+            .env("DD_PROFILING_OUTPUT_PPROF", dir.join("prof"));
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
         let out_reader = reader(child.stdout.take().unwrap());
         let err_reader = reader(child.stderr.take().unwrap());
         let status = loop {
@@ -182,7 +221,15 @@ impl Run {
                 tail(&stderr, 4000)
             );
         };
-        let mut outcome = Outcome { stdout, stderr, status, elapsed, dir, files: vec![], other_files: vec![] };
+        let mut outcome = Outcome {
+            stdout,
+            stderr,
+            status,
+            elapsed,
+            dir,
+            files: vec![],
+            other_files: vec![],
+        };
         outcome.collect();
         outcome
     }
@@ -235,8 +282,10 @@ impl Drop for Outcome {
 
 impl Outcome {
     fn collect(&mut self) {
-        let mut entries: Vec<PathBuf> =
-            std::fs::read_dir(&self.dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for path in entries {
             let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -251,13 +300,26 @@ impl Outcome {
             };
             let profile = match decode(&path) {
                 Ok(p) => p,
-                Err(e) => panic!("{} does not decode: {e}\n{}", path.display(), self.describe_run()),
+                Err(e) => panic!(
+                    "{} does not decode: {e}\n{}",
+                    path.display(),
+                    self.describe_run()
+                ),
             };
             if let Err(e) = validate(&profile) {
-                panic!("{} is not a well-formed pprof: {e}\n{}", path.display(), self.describe_run());
+                panic!(
+                    "{} is not a well-formed pprof: {e}\n{}",
+                    path.display(),
+                    self.describe_run()
+                );
             }
             go_tool_pprof(&path);
-            self.files.push(ProfileFile { path, pid, seq, profile });
+            self.files.push(ProfileFile {
+                path,
+                pid,
+                seq,
+                profile,
+            });
         }
         self.files.sort_by_key(|f| (f.pid, f.seq));
     }
@@ -279,7 +341,11 @@ impl Outcome {
         let mut s = self.describe_run();
         s += "\n--- profiles:\n";
         for f in &self.files {
-            s += &format!("{} ({} samples)\n", f.path.display(), f.profile.sample.len());
+            s += &format!(
+                "{} ({} samples)\n",
+                f.path.display(),
+                f.profile.sample.len()
+            );
         }
         let m = self.merged();
         if m.types.contains_key("cpu-time") {
@@ -295,7 +361,11 @@ impl Outcome {
     /// Every profile carries `cpu-samples`/count and `cpu-time`/nanoseconds.
     pub fn assert_cpu_types(&self) {
         self.assert_known_types();
-        assert!(!self.files.is_empty(), "no profile was written\n{}", self.describe_run());
+        assert!(
+            !self.files.is_empty(),
+            "no profile was written\n{}",
+            self.describe_run()
+        );
         for f in &self.files {
             let types = sample_types(&f.profile);
             for want in [("cpu-samples", "count"), ("cpu-time", "nanoseconds")] {
@@ -326,7 +396,11 @@ impl Outcome {
         ];
         for f in &self.files {
             for (t, u) in sample_types(&f.profile) {
-                assert!(KNOWN.contains(&(t.as_str(), u.as_str())), "{}: unknown sample type {t}/{u}", f.path.display());
+                assert!(
+                    KNOWN.contains(&(t.as_str(), u.as_str())),
+                    "{}: unknown sample type {t}/{u}",
+                    f.path.display()
+                );
             }
         }
     }
@@ -368,7 +442,9 @@ fn decode(path: &Path) -> Result<Profile, String> {
         return Err(format!("not gzip-compressed ({} bytes)", raw.len()));
     }
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut bytes).map_err(|e| format!("gunzip: {e}"))?;
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("gunzip: {e}"))?;
     Profile::decode(&bytes[..]).map_err(|e| format!("protobuf: {e}"))
 }
 
@@ -379,7 +455,13 @@ fn validate(p: &Profile) -> Result<(), String> {
     if p.string_table.first().map(String::as_str) != Some("") {
         return Err("string_table[0] must be \"\"".into());
     }
-    let s = |i: i64, what: &str| if (0..nstr).contains(&i) { Ok(()) } else { Err(format!("{what}: string {i} out of range")) };
+    let s = |i: i64, what: &str| {
+        if (0..nstr).contains(&i) {
+            Ok(())
+        } else {
+            Err(format!("{what}: string {i} out of range"))
+        }
+    };
     for t in &p.sample_type {
         s(t.r#type, "sample_type")?;
         s(t.unit, "sample_type unit")?;
@@ -398,17 +480,27 @@ fn validate(p: &Profile) -> Result<(), String> {
     }
     for l in &p.location {
         if l.mapping_id != 0 && !mappings.contains(&l.mapping_id) {
-            return Err(format!("location {} names missing mapping {}", l.id, l.mapping_id));
+            return Err(format!(
+                "location {} names missing mapping {}",
+                l.id, l.mapping_id
+            ));
         }
         for line in &l.line {
             if !functions.contains(&line.function_id) {
-                return Err(format!("location {} names missing function {}", l.id, line.function_id));
+                return Err(format!(
+                    "location {} names missing function {}",
+                    l.id, line.function_id
+                ));
             }
         }
     }
     for (i, sample) in p.sample.iter().enumerate() {
         if sample.value.len() != p.sample_type.len() {
-            return Err(format!("sample {i} has {} values for {} types", sample.value.len(), p.sample_type.len()));
+            return Err(format!(
+                "sample {i} has {} values for {} types",
+                sample.value.len(),
+                p.sample_type.len()
+            ));
         }
         for id in &sample.location_id {
             if !locations.contains(id) {
@@ -425,7 +517,10 @@ fn validate(p: &Profile) -> Result<(), String> {
 
 pub fn sample_types(p: &Profile) -> Vec<(String, String)> {
     let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
-    p.sample_type.iter().map(|t| (s(t.r#type), s(t.unit))).collect()
+    p.sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect()
 }
 
 /// When Go is installed, `go tool pprof -raw` must read the file too.
@@ -436,7 +531,11 @@ fn go_tool_pprof(path: &Path) {
     if !has_go {
         return;
     }
-    let out = Command::new("go").args(["tool", "pprof", "-raw"]).arg(path).output().unwrap();
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-raw"])
+        .arg(path)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "go tool pprof -raw {} failed:\n{}",
@@ -471,23 +570,34 @@ impl FlatSample {
         self.stack.iter().any(|f| function_is(&f.function, name))
     }
     pub fn leaf(&self) -> &str {
-        self.stack.last().map(|f| f.function.as_str()).unwrap_or("<empty stack>")
+        self.stack
+            .last()
+            .map(|f| f.function.as_str())
+            .unwrap_or("<empty stack>")
     }
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     pub fn thread_id(&self) -> Option<i64> {
         self.label("thread id").and_then(|v| v.parse().ok())
     }
     pub fn stack_text(&self) -> String {
-        self.stack.iter().map(|f| f.function.as_str()).collect::<Vec<_>>().join(";")
+        self.stack
+            .iter()
+            .map(|f| f.function.as_str())
+            .collect::<Vec<_>>()
+            .join(";")
     }
 }
 
 /// `name` is `want`, or a compiler clone of it (`want.cold`, `want.constprop.0`) or a
 /// demangled signature (`want(int)`).
 pub fn function_is(name: &str, want: &str) -> bool {
-    name.strip_prefix(want).is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('('))
+    name.strip_prefix(want)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('('))
 }
 
 #[derive(Default)]
@@ -507,8 +617,10 @@ impl Merged {
                 *self.types.entry(name).or_insert(next)
             })
             .collect();
-        let functions: HashMap<u64, String> = p.function.iter().map(|f| (f.id, s(f.name))).collect();
-        let mappings: HashMap<u64, String> = p.mapping.iter().map(|m| (m.id, s(m.filename))).collect();
+        let functions: HashMap<u64, String> =
+            p.function.iter().map(|f| (f.id, s(f.name))).collect();
+        let mappings: HashMap<u64, String> =
+            p.mapping.iter().map(|m| (m.id, s(m.filename))).collect();
         let locations: HashMap<u64, Vec<Frame>> = p
             .location
             .iter()
@@ -517,10 +629,16 @@ impl Merged {
                 let mut frames: Vec<Frame> = l
                     .line
                     .iter()
-                    .map(|line| Frame { function: functions[&line.function_id].clone(), mapping: mapping.clone() })
+                    .map(|line| Frame {
+                        function: functions[&line.function_id].clone(),
+                        mapping: mapping.clone(),
+                    })
                     .collect();
                 if frames.is_empty() || frames.iter().all(|f| f.function.is_empty()) {
-                    frames = vec![Frame { function: format!("{:#x}", l.address), mapping }];
+                    frames = vec![Frame {
+                        function: format!("{:#x}", l.address),
+                        mapping,
+                    }];
                 }
                 (l.id, frames)
             })
@@ -528,8 +646,11 @@ impl Merged {
         for sample in &p.sample {
             // location_id is leaf first and each location's lines innermost first, so the
             // whole list is leaf first: reverse it once.
-            let mut stack: Vec<Frame> =
-                sample.location_id.iter().flat_map(|id| locations[id].iter().cloned()).collect();
+            let mut stack: Vec<Frame> = sample
+                .location_id
+                .iter()
+                .flat_map(|id| locations[id].iter().cloned())
+                .collect();
             stack.reverse();
             let mut values = vec![0; self.types.len()];
             for (i, v) in sample.value.iter().enumerate() {
@@ -538,14 +659,30 @@ impl Merged {
             let labels = sample
                 .label
                 .iter()
-                .map(|l| (s(l.key), if l.str != 0 { s(l.str) } else { l.num.to_string() }))
+                .map(|l| {
+                    (
+                        s(l.key),
+                        if l.str != 0 {
+                            s(l.str)
+                        } else {
+                            l.num.to_string()
+                        },
+                    )
+                })
                 .collect();
-            self.samples.push(FlatSample { stack, values, labels });
+            self.samples.push(FlatSample {
+                stack,
+                values,
+                labels,
+            });
         }
     }
 
     fn index(&self, ty: &str) -> usize {
-        *self.types.get(ty).unwrap_or_else(|| panic!("no sample type {ty:?} in {:?}", self.types.keys()))
+        *self
+            .types
+            .get(ty)
+            .unwrap_or_else(|| panic!("no sample type {ty:?} in {:?}", self.types.keys()))
     }
 
     fn value(&self, s: &FlatSample, i: usize) -> i64 {
@@ -561,7 +698,12 @@ impl Merged {
     pub fn fraction(&self, ty: &str, pred: impl Fn(&FlatSample) -> bool) -> f64 {
         let i = self.index(ty);
         let total = self.total(ty);
-        let part: i64 = self.samples.iter().filter(|s| pred(s)).map(|s| self.value(s, i)).sum();
+        let part: i64 = self
+            .samples
+            .iter()
+            .filter(|s| pred(s))
+            .map(|s| self.value(s, i))
+            .sum();
         if total == 0 {
             0.0
         } else {
@@ -588,7 +730,11 @@ impl Merged {
 
     /// `ty` of samples whose leaf is function `name`.
     pub fn self_total(&self, ty: &str, name: &str) -> i64 {
-        self.self_totals(ty).iter().filter(|(f, _)| function_is(f, name)).map(|(_, v)| v).sum()
+        self.self_totals(ty)
+            .iter()
+            .filter(|(f, _)| function_is(f, name))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// `ty` summed by `thread id` label (samples without one under -1).

@@ -1,5 +1,5 @@
-/* Two leaf functions burn CPU in a 3:1 ratio for about 2 s of CPU. The program measures the
- * thread CPU time of every call itself and prints the truth:
+/* Two leaf functions burn CPU in a 3:1 ratio, in long blocks, for about 2 s of CPU. The
+ * program measures the thread CPU time of every call itself and prints the truth:
  *   burn_a_ns=... burn_b_ns=... process_cpu_ns=...                                       */
 #include "util.h"
 #include <stdio.h>
@@ -28,16 +28,23 @@ __attribute__((noipa)) void burn_b(uint64_t n) {
 }
 
 int main(void) {
-    const uint64_t chunk = 300000;
-    uint64_t a = 0, b = 0;
+    /* Long blocks (about 150 ms then 50 ms), not a fine interleaving: a sampler ticking every
+     * 10 ms of CPU then misattributes at most about one period per block boundary, whereas
+     * short interleaved calls would make every sample a coin toss (with ~200 samples, a
+     * standard error of 3 points, as large as the tolerance). */
+    uint64_t t0 = thread_cpu_ns();
+    burn_b(1000000);
+    uint64_t calib = thread_cpu_ns() - t0;
+    uint64_t chunk = calib ? 1000000ull * 50000000ull / calib : 50000000ull;
+    uint64_t a = 0, b = calib;
     while (a + b < 2000000000ull) {
-        uint64_t t0 = thread_cpu_ns();
-        burn_a(3 * chunk);
         uint64_t t1 = thread_cpu_ns();
-        burn_b(chunk);
+        burn_a(3 * chunk);
         uint64_t t2 = thread_cpu_ns();
-        a += t1 - t0;
-        b += t2 - t1;
+        burn_b(chunk);
+        uint64_t t3 = thread_cpu_ns();
+        a += t2 - t1;
+        b += t3 - t2;
     }
     printf("burn_a_ns=%llu burn_b_ns=%llu process_cpu_ns=%llu\n", (unsigned long long)a,
            (unsigned long long)b, (unsigned long long)process_cpu_ns());

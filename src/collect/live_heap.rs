@@ -1,0 +1,128 @@
+//! Hot side of live-heap tracking: the set of sampled addresses still allocated, so `free`
+//! can tell in a few nanoseconds whether the block it frees was sampled.
+//!
+//! Two static arrays, no allocation, no lock:
+//! - a counting filter (one byte per bucket): zero means "certainly not sampled", which is
+//!   the answer for almost every free;
+//! - an open-addressing table of addresses with bounded linear probing and tombstones.
+//! When the probe bound is hit the sample is not tracked and the loss is counted (reported
+//! by the exporter), never a hang, never unbounded memory.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+const TABLE_BITS: u32 = 16;
+const TABLE_SIZE: usize = 1 << TABLE_BITS;
+const MAX_PROBES: usize = 64;
+const EMPTY: u64 = 0;
+const TOMBSTONE: u64 = 1;
+
+static FILTER: [AtomicU8; TABLE_SIZE] = [const { AtomicU8::new(0) }; TABLE_SIZE];
+static TABLE: [AtomicU64; TABLE_SIZE] = [const { AtomicU64::new(EMPTY) }; TABLE_SIZE];
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+#[inline(always)]
+fn bucket(addr: u64) -> usize {
+    ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
+}
+
+/// False means `addr` is certainly not tracked. One byte load: the free fast path.
+#[inline(always)]
+pub fn maybe_tracked(addr: u64) -> bool {
+    FILTER[bucket(addr)].load(Ordering::Relaxed) != 0
+}
+
+/// Tracks a sampled address. Returns false (and counts the loss) when the table is too full.
+pub fn insert(addr: u64) -> bool {
+    let home = bucket(addr);
+    for probe in 0..MAX_PROBES {
+        let slot = &TABLE[(home + probe) & (TABLE_SIZE - 1)];
+        let current = slot.load(Ordering::Relaxed);
+        if (current == EMPTY || current == TOMBSTONE)
+            && slot.compare_exchange(current, addr, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            filter_add(home);
+            return true;
+        }
+    }
+    LOST.fetch_add(1, Ordering::Relaxed);
+    false
+}
+
+/// Stops tracking `addr`; true if it was tracked.
+pub fn remove(addr: u64) -> bool {
+    let home = bucket(addr);
+    for probe in 0..MAX_PROBES {
+        let slot = &TABLE[(home + probe) & (TABLE_SIZE - 1)];
+        let current = slot.load(Ordering::Acquire);
+        if current == EMPTY {
+            return false;
+        }
+        if current == addr && slot.compare_exchange(addr, TOMBSTONE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            filter_remove(home);
+            return true;
+        }
+    }
+    false
+}
+
+/// A saturated counter stays saturated: the filter then answers "maybe" for that bucket,
+/// which costs a table lookup, never a wrong answer.
+fn filter_add(home: usize) {
+    let _ = FILTER[home].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c < u8::MAX).then_some(c + 1));
+}
+
+fn filter_remove(home: usize) {
+    let _ = FILTER[home].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c > 0 && c < u8::MAX).then(|| c - 1));
+}
+
+/// Sampled allocations that could not be tracked since the last call.
+pub fn take_lost() -> u64 {
+    LOST.swap(0, Ordering::Relaxed)
+}
+
+/// Forgets everything (a forked child whose cold-side copy of the live set was unusable).
+pub fn clear() {
+    for (slot, filter) in TABLE.iter().zip(FILTER.iter()) {
+        slot.store(EMPTY, Ordering::Relaxed);
+        filter.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The table is global, so both checks run in one test, one after the other.
+    #[test]
+    fn live_table() {
+        insert_lookup_remove();
+        overfull_table_counts_losses_and_recovers();
+    }
+
+    fn insert_lookup_remove() {
+        let base = 0x7000_0000_0000u64;
+        for i in 0..1000 {
+            assert!(insert(base + i * 64));
+        }
+        for i in 0..1000 {
+            assert!(maybe_tracked(base + i * 64));
+            assert!(remove(base + i * 64));
+            assert!(!remove(base + i * 64));
+        }
+        let untracked = (0..1000).filter(|i| !maybe_tracked(base + 0x100_0000 + i * 64)).count();
+        assert!(untracked > 900, "filter should reject most unknown addresses: {untracked}");
+    }
+
+    fn overfull_table_counts_losses_and_recovers() {
+        let base = 0x6000_0000_0000u64;
+        let n = TABLE_SIZE as u64 + 5000;
+        let inserted: Vec<u64> = (0..n).map(|i| base + i * 48).filter(|a| insert(*a)).collect();
+        assert!(inserted.len() < n as usize);
+        assert!(take_lost() > 0);
+        for a in &inserted {
+            assert!(remove(*a));
+        }
+        assert!(insert(base));
+        assert!(remove(base));
+    }
+}

@@ -1,0 +1,189 @@
+//! Cold side: code object → (qualified name, file, line of an instruction), with a cache.
+//!
+//! Code objects are read through the fault-proof reader when the exporter drains samples
+//! (every 100 ms), while the functions they belong to are almost always still alive. Each one
+//! is checked (`ob_type == &PyCode_Type`, strings are `str`, tables are `bytes`) before it is
+//! trusted. A cached entry is re-checked against the object's identity (name, file and line
+//! table pointers, first line) once it is older than `RECHECK`, so an address reused by
+//! another code object is noticed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::discover::Target;
+use super::layout::{LineTable, ABSENT};
+use super::linetable;
+use super::memory::{self, u32_at, u64_at};
+
+const RECHECK: Duration = Duration::from_millis(50);
+const MAX_CODES: usize = 1 << 16;
+const MAX_NAME_CHARS: u64 = 4096;
+const MAX_TABLE_BYTES: u64 = 1 << 20;
+const HEADER_BUF: usize = 256;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Frame { name: Arc<str>, file: Arc<str>, line: u32 },
+    /// A frame that has not started its first traceable instruction (3.11+); Python's own
+    /// tracebacks skip these.
+    Incomplete,
+    /// Not a code object (freed, or a layout mismatch).
+    Invalid,
+}
+
+struct CodeInfo {
+    ident: [u64; 5],
+    checked: Instant,
+    name: Arc<str>,
+    file: Arc<str>,
+    first_line: i32,
+    table: Vec<u8>,
+    first_traceable: i64,
+    lines: HashMap<i64, u32>,
+}
+
+#[derive(Default)]
+pub struct CodeCache {
+    codes: HashMap<u64, CodeInfo>,
+}
+
+impl CodeCache {
+    pub fn resolve(&mut self, t: &Target, code: u64, offset: i64, generator: bool) -> Resolved {
+        let fresh = self.codes.get(&code).is_some_and(|c| c.checked.elapsed() < RECHECK);
+        if !fresh {
+            let Some(header) = read_header(t, code) else {
+                self.codes.remove(&code);
+                return Resolved::Invalid;
+            };
+            let ident = identity(t, &header);
+            match self.codes.get_mut(&code) {
+                Some(c) if c.ident == ident => c.checked = Instant::now(),
+                _ => {
+                    let Some(info) = decode(t, &header, ident) else {
+                        self.codes.remove(&code);
+                        return Resolved::Invalid;
+                    };
+                    if self.codes.len() >= MAX_CODES {
+                        self.codes.clear();
+                    }
+                    self.codes.insert(code, info);
+                }
+            }
+        }
+        let info = self.codes.get_mut(&code).expect("just checked or inserted");
+        if t.layout.code_firsttraceable != ABSENT && !generator && offset < info.first_traceable {
+            return Resolved::Incomplete;
+        }
+        let line = *info.lines.entry(offset).or_insert_with(|| {
+            let line = match t.layout.line_table() {
+                LineTable::Lnotab => linetable::lnotab_line(&info.table, info.first_line, offset),
+                LineTable::Linetable310 => linetable::linetable310_line(&info.table, info.first_line, offset),
+                LineTable::Locations => linetable::locations_line(&info.table, info.first_line, offset),
+            };
+            // An instruction without a line (rare: generated code) is shown at the function's line.
+            line.unwrap_or(info.first_line).max(0) as u32
+        });
+        Resolved::Frame { name: info.name.clone(), file: info.file.clone(), line }
+    }
+
+    pub fn clear(&mut self) {
+        self.codes.clear();
+    }
+}
+
+/// The code object's fixed part, if `code` is a code object.
+fn read_header(t: &Target, code: u64) -> Option<[u8; HEADER_BUF]> {
+    let l = t.layout;
+    let mut buf = [0u8; HEADER_BUF];
+    let size = (l.code_size as usize).min(HEADER_BUF);
+    if !memory::read(code, &mut buf[..size]) || u64_at(&buf, l.object_type) != t.code_type {
+        return None;
+    }
+    Some(buf)
+}
+
+fn identity(t: &Target, header: &[u8]) -> [u64; 5] {
+    let l = t.layout;
+    let field = |off: u32| if off == ABSENT { 0 } else { u64_at(header, off) };
+    [
+        field(l.code_name),
+        field(l.code_qualname),
+        field(l.code_filename),
+        field(l.code_linetable),
+        u32_at(header, l.code_firstlineno) as u64,
+    ]
+}
+
+fn decode(t: &Target, header: &[u8], ident: [u64; 5]) -> Option<CodeInfo> {
+    let l = t.layout;
+    let name_ptr = if l.code_qualname != ABSENT { ident[1] } else { ident[0] };
+    let name = read_str(t, name_ptr)?;
+    let file = read_str(t, ident[2])?;
+    let table = read_bytes(t, ident[3])?;
+    let first_line = ident[4] as u32 as i32;
+    let first_traceable = if l.code_firsttraceable != ABSENT {
+        u32_at(header, l.code_firsttraceable) as i32 as i64 * l.lasti_unit as i64
+    } else {
+        i64::MIN
+    };
+    Some(CodeInfo {
+        ident,
+        checked: Instant::now(),
+        name: name.into(),
+        file: file.into(),
+        first_line,
+        table,
+        first_traceable,
+        lines: HashMap::new(),
+    })
+}
+
+/// A compact `str` object's text.
+pub fn read_str(t: &Target, addr: u64) -> Option<String> {
+    let l = t.layout;
+    let mut head = [0u8; 128];
+    let size = (l.str_compact_size as usize).min(head.len());
+    if !memory::read(addr, &mut head[..size]) || u64_at(&head, l.object_type) != t.unicode_type {
+        return None;
+    }
+    let length = u64_at(&head, l.str_length);
+    let state = u32_at(&head, l.str_state);
+    let kind = (state & l.str_kind_mask) >> l.str_kind_mask.trailing_zeros();
+    if state & l.str_compact_mask == 0 || length > MAX_NAME_CHARS || !matches!(kind, 1 | 2 | 4) {
+        return None;
+    }
+    let ascii = state & l.str_ascii_mask != 0;
+    let data = addr + if ascii { l.str_ascii_size } else { l.str_compact_size } as u64;
+    let mut bytes = vec![0u8; (length * kind as u64) as usize];
+    if !memory::read(data, &mut bytes) {
+        return None;
+    }
+    Some(match kind {
+        1 => bytes.iter().map(|&b| b as char).collect(),
+        2 => {
+            let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]])).collect();
+            String::from_utf16_lossy(&units)
+        }
+        _ => bytes
+            .chunks_exact(4)
+            .map(|c| char::from_u32(u32::from_ne_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}'))
+            .collect(),
+    })
+}
+
+/// A `bytes` object's contents.
+fn read_bytes(t: &Target, addr: u64) -> Option<Vec<u8>> {
+    let l = t.layout;
+    let mut head = [0u8; 64];
+    let size = (l.bytes_size as usize).min(head.len());
+    if !memory::read(addr, &mut head[..size]) || u64_at(&head, l.object_type) != t.bytes_type {
+        return None;
+    }
+    let len = u64_at(&head, l.bytes_len);
+    if len > MAX_TABLE_BYTES {
+        return None;
+    }
+    let mut data = vec![0u8; len as usize];
+    memory::read(addr + l.bytes_data as u64, &mut data).then_some(data)
+}

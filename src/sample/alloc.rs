@@ -1,0 +1,114 @@
+//! Allocation sampling (hot side, called from the malloc-family hooks).
+//!
+//! Each thread counts down the bytes it allocates; the distance between two samples is drawn
+//! from an exponential distribution with mean `DD_PROFILING_HEAP_SAMPLE_SIZE`, so sample
+//! points form a Poisson process over allocated bytes. An allocation of `s` bytes is then
+//! sampled with probability `p = 1 − exp(−s/T)`, whatever its neighbours; the cold side
+//! weighs each sample by `1/p` (count) and `s/p` (bytes), which makes every per-site total an
+//! unbiased estimate for small and huge blocks alike. The fast path is one TLS subtraction
+//! and a compare.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::collect::live_heap;
+use crate::collect::ring::{Header, Kind};
+use crate::sample::stack;
+use crate::thread;
+
+/// Mean bytes between samples (T).
+static MEAN_INTERVAL: AtomicU64 = AtomicU64::new(512 * 1024);
+/// Record allocation samples (alloc-* types).
+static RECORD_ALLOCS: AtomicBool = AtomicBool::new(false);
+/// Track sampled blocks until freed (heap-* types).
+static TRACK_LIVE: AtomicBool = AtomicBool::new(false);
+/// Orders alloc and free records of sampled blocks (the ring does not keep order).
+static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+
+pub fn configure(mean_interval: u64, record_allocs: bool, track_live: bool) {
+    MEAN_INTERVAL.store(mean_interval.max(1), Ordering::Relaxed);
+    TRACK_LIVE.store(track_live, Ordering::Release);
+    RECORD_ALLOCS.store(record_allocs || track_live, Ordering::Release);
+}
+
+pub fn stop() {
+    RECORD_ALLOCS.store(false, Ordering::Release);
+}
+
+pub fn mean_interval() -> u64 {
+    MEAN_INTERVAL.load(Ordering::Relaxed)
+}
+
+/// Called after every successful allocation of `size` bytes at `ptr`.
+#[inline(always)]
+pub fn on_alloc(ptr: *mut libc::c_void, size: usize) {
+    let crossed = thread::with(|s| {
+        let left = s.alloc_remaining.get() - size as i64;
+        s.alloc_remaining.set(left);
+        left <= 0
+    });
+    if crossed {
+        on_sample_point(ptr, size);
+    }
+}
+
+/// Called before every free of a non-null `ptr`.
+#[inline(always)]
+pub fn on_free(ptr: *mut libc::c_void) {
+    if live_heap::maybe_tracked(ptr as u64) {
+        on_free_of_maybe_sampled(ptr);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
+    let started = thread::with(|s| s.alloc_started.replace(true));
+    let next_interval = draw_interval();
+    if !started {
+        // First allocation on this thread: place the first sample point, then see whether
+        // this block reaches it.
+        let left = next_interval - size as i64;
+        thread::with(|s| s.alloc_remaining.set(left));
+        if left > 0 {
+            return;
+        }
+        thread::with(|s| s.alloc_remaining.set(draw_interval()));
+    } else {
+        thread::with(|s| s.alloc_remaining.set(next_interval));
+    }
+    if !RECORD_ALLOCS.load(Ordering::Acquire) || !crate::runtime::active() {
+        return;
+    }
+    let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
+    record_allocation(ptr, size);
+}
+
+fn draw_interval() -> i64 {
+    let mean = MEAN_INTERVAL.load(Ordering::Relaxed) as f64;
+    let bytes = -thread::uniform().ln() * mean;
+    (bytes as i64).max(1)
+}
+
+fn record_allocation(ptr: *mut libc::c_void, size: usize) {
+    let Some(slot) = crate::collect::claim_patiently() else { return };
+    let captured = stack::capture_here(&slot);
+    let tid = thread::with(|s| s.tid.get());
+    let tid = if tid == 0 { thread::gettid() } else { tid };
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) as i64;
+    let header = Header { kind: Kind::Alloc, tid, values: [size as i64, seq], extra: [ptr as u64, 0], native_len: captured.native };
+    slot.commit(header, captured.total);
+    if TRACK_LIVE.load(Ordering::Relaxed) {
+        live_heap::insert(ptr as u64);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn on_free_of_maybe_sampled(ptr: *mut libc::c_void) {
+    if !live_heap::remove(ptr as u64) {
+        return;
+    }
+    let Some(slot) = crate::collect::claim_patiently() else { return };
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) as i64;
+    slot.commit(Header { kind: Kind::Free, tid: 0, values: [0, seq], extra: [ptr as u64, 0], native_len: 0 }, 0);
+}
