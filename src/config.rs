@@ -59,8 +59,11 @@ pub struct Config {
     pub wall_interval: Duration,
     /// Mean bytes allocated between two allocation samples.
     pub heap_sample_size: u64,
-    /// Mean nanoseconds of lock wait or hold between two lock samples.
+    /// Mean nanoseconds of lock wait between two lock-wait samples.
     pub lock_sample_interval_ns: u64,
+    /// One lock acquisition in this many (on average) is followed until its release to
+    /// measure hold times.
+    pub lock_hold_sample_every: u64,
     pub max_frames: usize,
     pub log_level: Level,
     pub upload_timeout: Duration,
@@ -75,6 +78,7 @@ const DEFAULT_CPU_FREQUENCY_HZ: u32 = 100;
 const DEFAULT_WALL_INTERVAL_MS: f64 = 10.0;
 const DEFAULT_HEAP_SAMPLE_SIZE: u64 = 512 * 1024;
 const DEFAULT_LOCK_SAMPLE_NS: u64 = 100_000;
+const DEFAULT_LOCK_HOLD_SAMPLE_EVERY: u64 = 100;
 const DEFAULT_MAX_FRAMES: usize = 128;
 const DEFAULT_UPLOAD_TIMEOUT_S: f64 = 10.0;
 const DEFAULT_EXIT_FLUSH_TIMEOUT_S: f64 = 2.0;
@@ -112,6 +116,7 @@ impl Default for Config {
             wall_interval: Duration::from_secs_f64(DEFAULT_WALL_INTERVAL_MS / 1000.0),
             heap_sample_size: DEFAULT_HEAP_SAMPLE_SIZE,
             lock_sample_interval_ns: DEFAULT_LOCK_SAMPLE_NS,
+            lock_hold_sample_every: DEFAULT_LOCK_HOLD_SAMPLE_EVERY,
             max_frames: DEFAULT_MAX_FRAMES,
             log_level: Level::Warn,
             upload_timeout: Duration::from_secs_f64(DEFAULT_UPLOAD_TIMEOUT_S),
@@ -233,6 +238,12 @@ fn from_source(read: impl Fn(&str) -> Option<Raw>) -> (Config, Vec<String>) {
             "a whole number of nanoseconds",
             (1, 1_000_000_000_000),
             DEFAULT_LOCK_SAMPLE_NS,
+        ),
+        lock_hold_sample_every: r.integer(
+            "DD_PROFILING_LOCK_HOLD_SAMPLE_EVERY",
+            "a whole number of lock acquisitions",
+            (1, 1_000_000),
+            DEFAULT_LOCK_HOLD_SAMPLE_EVERY,
         ),
         max_frames: r.integer(
             "DD_PROFILING_MAX_FRAMES",
@@ -650,6 +661,7 @@ mod tests {
         assert_eq!(config.wall_interval, Duration::from_millis(10));
         assert_eq!(config.heap_sample_size, 524_288);
         assert_eq!(config.lock_sample_interval_ns, 100_000);
+        assert_eq!(config.lock_hold_sample_every, 100);
         assert_eq!(config.max_frames, 128);
         assert_eq!(config.log_level, Level::Warn);
         assert_eq!(config.upload_timeout, secs(10.0));
@@ -687,6 +699,7 @@ mod tests {
         "DD_PROFILING_WALL_INTERVAL_MS",
         "DD_PROFILING_HEAP_SAMPLE_SIZE",
         "DD_PROFILING_LOCK_SAMPLE_NS",
+        "DD_PROFILING_LOCK_HOLD_SAMPLE_EVERY",
         "DD_PROFILING_MAX_FRAMES",
         "DD_PROFILING_LOG_LEVEL",
         "DD_PROFILING_UPLOAD_TIMEOUT",
@@ -944,6 +957,17 @@ mod tests {
         );
         for bad in WEIRD.iter().chain(&["0", "1000000000001"]) {
             assert_one_warning(var, bad, "using the default 100000");
+        }
+    }
+
+    #[test]
+    fn lock_hold_sample_every() {
+        let var = "DD_PROFILING_LOCK_HOLD_SAMPLE_EVERY";
+        assert_eq!(load_ok(&[(var, "1")]).lock_hold_sample_every, 1);
+        assert_eq!(load_ok(&[(var, " 250 ")]).lock_hold_sample_every, 250);
+        assert_eq!(load_ok(&[(var, "1000000")]).lock_hold_sample_every, 1_000_000);
+        for bad in WEIRD.iter().chain(&["0", "1000001", "100.0", "1e3"]) {
+            assert_one_warning(var, bad, "using the default 100");
         }
     }
 

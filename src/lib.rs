@@ -23,6 +23,7 @@ pub mod python;
 pub mod real;
 pub mod report;
 pub mod real_alloc;
+pub mod real_lock;
 pub mod runtime;
 pub mod sample;
 pub mod thread;

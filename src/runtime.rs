@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use crate::collect::ring::{Header, Kind};
 use crate::config::Config;
 use crate::export::exporter;
-use crate::sample::{signal, timer, unwind};
+use crate::sample::{signal, timer, unwind, wall};
 use crate::thread;
 use crate::{log_info, log_warn};
 
@@ -53,13 +53,9 @@ pub fn start() {
     crate::python::init();
     create_thread_exit_key();
     install_fork_handlers();
-    if config.cpu_enabled {
-        start_cpu_sampling();
-    }
+    start_signal_sampling(&config);
     crate::sample::alloc::configure(config.heap_sample_size, config.memory_enabled, config.heap_enabled);
-    if config.output_pprof.is_none() {
-        log_warn!("DD_PROFILING_OUTPUT_PPROF is not set and this build cannot upload to the Agent yet; profiles are discarded. Set DD_PROFILING_OUTPUT_PPROF=/path/prefix to write files");
-    }
+    crate::sample::lock::configure(config.lock_enabled, config.lock_sample_interval_ns, config.lock_hold_sample_every);
     exporter::start(config.clone(), Some(tracker));
     ACTIVE.store(true, Ordering::Release);
     // SAFETY: registering a plain extern "C" function with atexit.
@@ -68,13 +64,22 @@ pub fn start() {
     log_info!("profiling started (service {})", config.service);
 }
 
-fn start_cpu_sampling() {
-    if !signal::install() {
-        log_warn!("the program already handles SIGPROF; CPU profiling is disabled so that its handler keeps working");
+/// CPU and wall sampling share the SIGPROF handler.
+fn start_signal_sampling(config: &Config) {
+    if !config.cpu_enabled && !config.wall_enabled {
         return;
     }
-    timer::CPU_TIMERS_ENABLED.store(true, Ordering::Release);
-    signal::CPU_SAMPLING.store(true, Ordering::Release);
+    if !signal::install() {
+        log_warn!("the program already handles SIGPROF; CPU and wall-time profiling are disabled so that its handler keeps working");
+        return;
+    }
+    if config.cpu_enabled {
+        timer::CPU_TIMERS_ENABLED.store(true, Ordering::Release);
+        signal::CPU_SAMPLING.store(true, Ordering::Release);
+    }
+    if config.wall_enabled {
+        wall::start(config.wall_interval);
+    }
 }
 
 /// Runs on every new thread (and the main thread at start-up) before its own code.
@@ -89,6 +94,9 @@ pub fn on_thread_start() {
         unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) };
     }
     arm_cpu_timer();
+    if wall::WALL_SAMPLING.load(Ordering::Acquire) {
+        wall::register_current(thread::with(|s| s.tid.get()));
+    }
 }
 
 fn arm_cpu_timer() {
@@ -117,6 +125,7 @@ unsafe extern "C" fn on_thread_exit(_value: *mut libc::c_void) {
         return;
     }
     timer::stop_for_thread(tid);
+    wall::unregister(tid);
     send_thread_name(tid);
 }
 
@@ -149,7 +158,9 @@ pub fn on_process_exit() {
     let _guard = thread::ReentrancyGuard::enter();
     signal::CPU_SAMPLING.store(false, Ordering::Release);
     timer::stop_all();
+    wall::stop_and_account();
     crate::sample::alloc::stop();
+    crate::sample::lock::stop();
     let timeout = config().map(|c| c.exit_flush_timeout).unwrap_or_default();
     exporter::final_flush(timeout);
 }
@@ -168,7 +179,15 @@ pub fn after_failed_exec() {
 
 /// The program takes SIGPROF for itself: stop CPU sampling before its handler is installed.
 pub fn yield_cpu_signal() {
-    if !signal::CPU_SAMPLING.swap(false, Ordering::AcqRel) {
+    // A vfork/posix_spawn child shares our memory: CPython's subprocess child resets every
+    // handler, SIGPROF included, to SIG_DFL before exec. That concerns its own signal table,
+    // not the parent's sampling, and it must write nothing here.
+    if !is_owner_process() {
+        return;
+    }
+    let cpu = signal::CPU_SAMPLING.swap(false, Ordering::AcqRel);
+    let wall = wall::WALL_SAMPLING.swap(false, Ordering::AcqRel);
+    if !cpu && !wall {
         return;
     }
     timer::stop_all();
@@ -210,11 +229,15 @@ unsafe extern "C" fn after_fork_in_child() {
     unwind::reset_after_fork();
     timer::reset_after_fork();
     crate::profile::heap::after_fork_in_child();
+    crate::export::upload::reset_after_fork();
     if let Some(config) = config() {
         exporter::start(config.clone(), None);
     }
     thread::with(|s| s.last_cpu_ns.set(thread::thread_cpu_ns()));
     arm_cpu_timer();
+    if let Some(config) = config() {
+        wall::after_fork_in_child(thread::with(|s| s.tid.get()), config.wall_interval);
+    }
     unblock_cpu_signal();
 }
 

@@ -6,6 +6,7 @@
 //! pthread key destructor instead of a TLS destructor.
 
 use std::cell::Cell;
+use std::sync::atomic::AtomicU64;
 
 pub struct ThreadState {
     /// Kernel thread id, 0 until the thread is registered.
@@ -25,7 +26,27 @@ pub struct ThreadState {
     pub alloc_started: Cell<bool>,
     /// xorshift state for this thread's sampling draws; 0 until seeded.
     pub rng: Cell<u64>,
+    /// Read by the wall sampler thread: how many wall stacks this thread captured, and its
+    /// CPU time when the last one was done (see sample/wall.rs).
+    pub wall_captures: AtomicU64,
+    pub wall_capture_cpu_ns: AtomicU64,
+    /// Lock sampling (see sample/lock.rs; its acquisition countdown lives in its own
+    /// initial-exec TLS word, read on every acquisition).
+    pub lock_hold_started: Cell<bool>,
+    /// Waited nanoseconds left before the next lock-wait sample.
+    pub lock_wait_left: Cell<i64>,
+    pub lock_wait_started: Cell<bool>,
+    /// Held nanoseconds (of followed holds) left before the next recorded hold.
+    pub lock_hold_left: Cell<i64>,
+    pub lock_hold_time_started: Cell<bool>,
+    /// Holds being followed: how many, and each one's lock address and start (monotonic ns).
+    pub lock_held_count: Cell<u8>,
+    pub lock_held_addr: [Cell<u64>; LOCK_HELD_MAX],
+    pub lock_held_since: [Cell<u64>; LOCK_HELD_MAX],
 }
+
+/// Most lock holds one thread follows at once (see sample/lock.rs).
+pub const LOCK_HELD_MAX: usize = 4;
 
 impl ThreadState {
     const fn new() -> Self {
@@ -39,6 +60,16 @@ impl ThreadState {
             alloc_remaining: Cell::new(0),
             alloc_started: Cell::new(false),
             rng: Cell::new(0),
+            wall_captures: AtomicU64::new(0),
+            wall_capture_cpu_ns: AtomicU64::new(0),
+            lock_hold_started: Cell::new(false),
+            lock_wait_left: Cell::new(0),
+            lock_wait_started: Cell::new(false),
+            lock_hold_left: Cell::new(0),
+            lock_hold_time_started: Cell::new(false),
+            lock_held_count: Cell::new(0),
+            lock_held_addr: [const { Cell::new(0) }; LOCK_HELD_MAX],
+            lock_held_since: [const { Cell::new(0) }; LOCK_HELD_MAX],
         }
     }
 }

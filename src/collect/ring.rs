@@ -27,7 +27,7 @@ pub enum Kind {
     Alloc = 3,
     /// extra: [address, 0]
     Free = 4,
-    /// values: [wait or hold ns, weight ×1000], extra: [lock address, acquire=0/release=1]
+    /// values: [wait or hold ns, N for a release / 0 for an acquire], extra: [lock address, 0]
     Lock = 5,
     /// frames hold the thread name bytes (up to 16), values[0] = length
     ThreadName = 6,

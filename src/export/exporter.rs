@@ -231,11 +231,17 @@ fn enabled_columns(config: &Config) -> Vec<usize> {
     if config.cpu_enabled {
         columns.extend([aggregate::CPU_SAMPLES, aggregate::CPU_TIME]);
     }
+    if config.wall_enabled {
+        columns.extend([aggregate::WALL_SAMPLES, aggregate::WALL_TIME]);
+    }
     if config.memory_enabled {
         columns.extend([aggregate::ALLOC_SAMPLES, aggregate::ALLOC_SPACE]);
     }
     if config.heap_enabled {
         columns.extend([aggregate::HEAP_LIVE_SAMPLES, aggregate::HEAP_SPACE]);
+    }
+    if config.lock_enabled {
+        columns.extend([aggregate::LOCK_ACQUIRE, aggregate::LOCK_ACQUIRE_WAIT, aggregate::LOCK_RELEASE, aggregate::LOCK_RELEASE_HOLD]);
     }
     columns
 }

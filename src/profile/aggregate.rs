@@ -33,6 +33,10 @@ pub const ALLOC_SAMPLES: usize = 4;
 pub const ALLOC_SPACE: usize = 5;
 pub const HEAP_LIVE_SAMPLES: usize = 6;
 pub const HEAP_SPACE: usize = 7;
+pub const LOCK_ACQUIRE: usize = 8;
+pub const LOCK_ACQUIRE_WAIT: usize = 9;
+pub const LOCK_RELEASE: usize = 10;
+pub const LOCK_RELEASE_HOLD: usize = 11;
 
 /// Totals per sample type. Floating point because sampled allocations carry fractional
 /// weights (1/p); rounding each one would bias the estimate. Rounded once, when encoded.
@@ -43,6 +47,8 @@ pub type Values = [f64; SAMPLE_TYPES.len()];
 pub struct SampleKey {
     pub frames: Box<[u64]>,
     pub tid: i32,
+    /// Address of the lock of a lock sample (`lock name` label); 0 for other samples.
+    pub lock: u64,
 }
 
 /// The samples of one period, ready to encode.
@@ -64,6 +70,23 @@ pub struct Aggregator {
     heap_events: Vec<HeapEvent>,
     /// The library's own code: hook frames at the leaf of allocation stacks are cut off.
     own_text: Option<Range<u64>>,
+    /// Wall events of the current drain, applied in time order in `end_drain`.
+    wall_events: Vec<WallEvent>,
+    /// The last stack captured on each thread: time during which the thread did not run is
+    /// attributed to it.
+    last_wall_stack: HashMap<i32, Box<[u64]>>,
+}
+
+/// How long wall events wait before being applied (see `apply_wall_events`).
+const WALL_HOLDBACK_NS: u64 = 50_000_000;
+
+/// A wall sample: a captured stack, or "the thread did not run, reuse its last stack".
+struct WallEvent {
+    time: u64,
+    tid: i32,
+    reuse: bool,
+    weight: f64,
+    frames: Box<[u64]>,
 }
 
 impl Default for Aggregator {
@@ -80,6 +103,8 @@ impl Aggregator {
             thread_names: HashMap::new(),
             dropped: 0,
             heap_events: Vec::new(),
+            wall_events: Vec::new(),
+            last_wall_stack: HashMap::new(),
             own_text: crate::sample::modules::text_range_containing(Aggregator::new as *const () as u64),
         }
     }
@@ -94,12 +119,18 @@ impl Aggregator {
         };
         match header.kind {
             Kind::Cpu => self.add_values(header.tid, frames, &[(CPU_SAMPLES, header.values[0] as f64), (CPU_TIME, header.values[1] as f64)]),
-            Kind::Wall => self.add_values(header.tid, frames, &[(WALL_SAMPLES, header.values[0] as f64), (WALL_TIME, header.values[1] as f64)]),
+            Kind::Wall => self.wall_events.push(WallEvent {
+                time: header.extra[0],
+                tid: header.tid,
+                reuse: header.values[0] == 1,
+                weight: header.values[1] as f64,
+                frames: frames.into(),
+            }),
             Kind::ThreadName => self.record_thread_name(header.tid, header.values[0] as usize, frames),
             Kind::Alloc => self.add_allocation(header, frames),
             Kind::Free => self.heap_events.push(HeapEvent::Free { seq: header.values[1], addr: header.extra[0] }),
             // Produced by a later profile type; nothing records it yet.
-            Kind::Lock => {}
+            Kind::Lock => self.add_lock(header, frames),
         }
     }
 
@@ -108,8 +139,33 @@ impl Aggregator {
         let size = header.values[0] as u64;
         let (count, bytes) = heap::weights(size, crate::sample::alloc::mean_interval());
         self.add_values(header.tid, frames, &[(ALLOC_SAMPLES, count), (ALLOC_SPACE, bytes)]);
-        let key = SampleKey { frames: frames.into(), tid: header.tid };
+        let key = SampleKey { frames: frames.into(), tid: header.tid, lock: 0 };
         self.heap_events.push(HeapEvent::Alloc { seq: header.values[1], addr: header.extra[0], key, size });
+    }
+
+    /// Applies wall events in time order: the ring does not keep the order in which the
+    /// sampler and the sampled threads wrote them.
+    ///
+    /// Events younger than `WALL_HOLDBACK_NS` wait for the next drain: a stack captured by a
+    /// signal can be committed a few milliseconds after the look that sent it, so a later
+    /// "reuse" event must not be applied before it. `everything` applies all (final export).
+    fn apply_wall_events(&mut self, everything: bool) {
+        let mut events = std::mem::take(&mut self.wall_events);
+        events.sort_by_key(|e| e.time);
+        if !everything {
+            let cutoff = crate::sample::wall::monotonic_ns().saturating_sub(WALL_HOLDBACK_NS);
+            let young = events.partition_point(|e| e.time <= cutoff);
+            self.wall_events = events.split_off(young);
+        }
+        for event in events {
+            let frames = if event.reuse {
+                self.last_wall_stack.get(&event.tid).cloned().unwrap_or_default()
+            } else {
+                self.last_wall_stack.insert(event.tid, event.frames.clone());
+                event.frames
+            };
+            self.add_values(event.tid, &frames, &[(WALL_SAMPLES, 1.0), (WALL_TIME, event.weight)]);
+        }
     }
 
     /// Cuts the leaf frames that belong to the library itself (the hook that took the sample).
@@ -121,6 +177,7 @@ impl Aggregator {
 
     /// Called after each drain: applies the drain's alloc/free events to the live heap.
     pub fn end_drain(&mut self) {
+        self.apply_wall_events(false);
         let events = std::mem::take(&mut self.heap_events);
         if events.is_empty() {
             return;
@@ -133,8 +190,27 @@ impl Aggregator {
         self.dropped += n;
     }
 
+    /// A lock record (see sample/lock.rs): values [ns, N], extra[0] = lock address. Waits
+    /// (N = 0) and holds were recorded with probability p = 1 − exp(−ns/T), like an
+    /// allocation of `ns` bytes, so they weigh 1/p and ns/p; a hold was moreover one of the
+    /// 1 in N acquisitions followed, hence N/p and ns·N/p.
+    fn add_lock(&mut self, header: &Header, frames: &[u64]) {
+        let frames = self.without_own_frames(frames);
+        let ns = header.values[0].max(0) as u64;
+        let (count, time) = heap::weights(ns, crate::sample::lock::wait_interval());
+        let values = match header.values[1] {
+            every if every > 0 => [(LOCK_RELEASE, count * every as f64), (LOCK_RELEASE_HOLD, time * every as f64)],
+            _ => [(LOCK_ACQUIRE, count), (LOCK_ACQUIRE_WAIT, time)],
+        };
+        self.add_keyed(SampleKey { frames: frames.into(), tid: header.tid, lock: header.extra[0] }, &values);
+    }
+
     fn add_values(&mut self, tid: i32, frames: &[u64], values: &[(usize, f64)]) {
-        let key = SampleKey { frames: frames.into(), tid };
+        self.add_keyed(SampleKey { frames: frames.into(), tid, lock: 0 }, values);
+    }
+
+    fn add_keyed(&mut self, key: SampleKey, values: &[(usize, f64)]) {
+        let tid = key.tid;
         let totals = self.samples.entry(key).or_insert([0.0; SAMPLE_TYPES.len()]);
         for &(column, value) in values {
             totals[column] += value;
@@ -156,12 +232,17 @@ impl Aggregator {
     /// Ends the period: returns its samples and starts the next one.
     pub fn take_period(&mut self) -> Period {
         self.end_drain();
+        if !crate::sample::wall::WALL_SAMPLING.load(std::sync::atomic::Ordering::Acquire) {
+            // Sampling has stopped (exit): nothing older can arrive any more.
+            self.apply_wall_events(true);
+        }
         self.add_live_heap();
         let end = SystemTime::now();
         let samples = std::mem::take(&mut self.samples);
         // Names of threads that are gone and were not sampled are not needed any more.
         let names = self.thread_names.clone();
         self.thread_names.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
+        self.last_wall_stack.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
         let period = Period { start: self.start, end, samples, thread_names: names, dropped: self.dropped };
         self.start = end;
         self.dropped = 0;
@@ -205,10 +286,28 @@ mod tests {
         agg.add(&cpu(2, 7), &[1, 2, 3]);
         let period = agg.take_period();
         assert_eq!(period.samples.len(), 2);
-        let key = SampleKey { frames: vec![1, 2, 3].into(), tid: 1 };
+        let key = SampleKey { frames: vec![1, 2, 3].into(), tid: 1, lock: 0 };
         assert_eq!(period.samples[&key][CPU_SAMPLES], 2.0);
         assert_eq!(period.samples[&key][CPU_TIME], 15.0);
         assert!(agg.take_period().samples.is_empty());
+    }
+
+    #[test]
+    fn lock_records_are_weighed_and_keyed_by_lock() {
+        let mut agg = Aggregator::new();
+        let lock = |ns, every| Header { kind: Kind::Lock, tid: 3, values: [ns, every], extra: [0x1000, 0], native_len: 2 };
+        agg.add(&lock(1000, 0), &[1, 2]);
+        agg.add(&lock(500, 10), &[1, 2]);
+        agg.add(&cpu(3, 7), &[1, 2]);
+        let period = agg.take_period();
+        assert_eq!(period.samples.len(), 2, "the lock address is part of the key");
+        let v = period.samples[&SampleKey { frames: vec![1, 2].into(), tid: 3, lock: 0x1000 }];
+        let p = -(-1000.0 / crate::sample::lock::wait_interval() as f64).exp_m1();
+        assert!((v[LOCK_ACQUIRE] * p - 1.0).abs() < 1e-9);
+        assert!((v[LOCK_ACQUIRE_WAIT] * p - 1000.0).abs() < 1e-6);
+        let p = -(-500.0 / crate::sample::lock::wait_interval() as f64).exp_m1();
+        assert!((v[LOCK_RELEASE] * p - 10.0).abs() < 1e-9);
+        assert!((v[LOCK_RELEASE_HOLD] * p - 5000.0).abs() < 1e-6);
     }
 
     #[test]

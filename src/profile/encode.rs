@@ -41,6 +41,10 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
         if !name.is_empty() {
             labels.push(LabelValue::Str { key: "thread name", value: name });
         }
+        let lock_name = (key.lock != 0).then(|| super::lock_name::describe(key.lock));
+        if let Some(lock_name) = &lock_name {
+            labels.push(LabelValue::Str { key: "lock name", value: lock_name });
+        }
         builder.sample(&ids, &picked, &labels);
     }
     if period.dropped > 0 {

@@ -120,7 +120,7 @@ mod tests {
     use super::*;
 
     fn key(tid: i32) -> SampleKey {
-        SampleKey { frames: vec![1].into(), tid }
+        SampleKey { frames: vec![1].into(), tid, lock: 0 }
     }
 
     #[test]

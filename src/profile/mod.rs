@@ -5,3 +5,4 @@ pub mod symbolize;
 pub mod aggregate;
 pub mod encode;
 pub mod heap;
+pub mod lock_name;

@@ -64,7 +64,16 @@ struct Cached {
     prev: u64,
 }
 
+/// The single interpreter's thread list as it was when this thread was not in it.
+#[derive(Clone, Copy)]
+struct NotFound {
+    interp: u64,
+    head: u64,
+    head_tid: u64,
+}
+
 thread_local! {
+    static NOT_FOUND: Cell<NotFound> = const { Cell::new(NotFound { interp: 0, head: 0, head_tid: 0 }) };
     /// Const initialised, no destructor: plain TLS, safe to touch in a signal handler.
     static CACHED: Cell<Cached> = const { Cell::new(Cached { tstate: 0, interp: 0, prev: 0 }) };
     /// Before 3.11: the frame objects walked at the previous sample.
@@ -202,12 +211,33 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
         }
         CACHED.with(|c| c.set(Cached { tstate: 0, interp: 0, prev: 0 }));
     }
-    let mut interp = memory::read_u64(t.runtime + l.runtime_interpreters_head as u64)?;
+    // A thread without a thread state (a native thread of a Python program) was not found
+    // last time: as long as the single interpreter's list has the same head (new states go at
+    // the head), it still has none. One read instead of a walk of every thread state.
+    let absent = NOT_FOUND.with(|c| c.get());
+    if absent.interp != 0 {
+        let still = memory::read_words([
+            t.runtime + l.runtime_interpreters_head as u64,
+            absent.interp + l.interp_threads_head as u64,
+            absent.interp + l.interp_next as u64,
+            absent.head + l.tstate_thread_id as u64,
+        ]);
+        if still == Some([absent.interp, absent.head, 0, absent.head_tid]) {
+            return None;
+        }
+        NOT_FOUND.with(|c| c.set(NotFound { interp: 0, head: 0, head_tid: 0 }));
+    }
+    let first = memory::read_u64(t.runtime + l.runtime_interpreters_head as u64)?;
+    let mut interp = first;
+    let mut single: Option<(u64, u64)> = None;
     for _ in 0..MAX_INTERPRETERS {
         if interp == 0 {
             break;
         }
         let [head, next] = memory::read_fields(interp, [l.interp_threads_head, l.interp_next])?;
+        if interp == first && next == 0 && head != 0 {
+            single = Some((interp, head));
+        }
         let mut tstate = head;
         for _ in 0..MAX_THREADS {
             if tstate == 0 {
@@ -229,6 +259,11 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
             break;
         }
         interp = next;
+    }
+    if let Some((interp, head)) = single {
+        if let Some(head_tid) = memory::read_u64(head + l.tstate_thread_id as u64) {
+            NOT_FOUND.with(|c| c.set(NotFound { interp, head, head_tid }));
+        }
     }
     None
 }

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::collect::ring::{Header, Kind};
-use crate::sample::stack;
+use crate::sample::{stack, wall};
 use crate::sample::unwind::Registers;
 use crate::thread;
 
@@ -45,10 +45,14 @@ pub fn is_our_handler(handler: usize) -> bool {
     handler == on_cpu_signal as *const () as usize
 }
 
-extern "C" fn on_cpu_signal(_signal: i32, _info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+extern "C" fn on_cpu_signal(_signal: i32, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: __errno_location returns this thread's errno slot.
     let errno = unsafe { *libc::__errno_location() };
-    record_cpu_sample(context);
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo.
+    match unsafe { wall_payload(info) } {
+        Some(weight) => record_wall_sample(weight, context),
+        None => record_cpu_sample(context),
+    }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
 }
@@ -77,6 +81,39 @@ fn record_cpu_sample(context: *mut libc::c_void) {
     let captured = stack::capture_into(&slot, regs);
     let header = Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [0, 0], native_len: captured.native };
     slot.commit(header, captured.total);
+}
+
+/// The wall sampler's signals carry their weight in the queued value; CPU timer signals
+/// (SI_TIMER) and anything else are CPU samples.
+///
+/// # Safety
+/// `info` must be null or point at the siginfo the kernel passed to the handler.
+unsafe fn wall_payload(info: *const libc::siginfo_t) -> Option<u64> {
+    if info.is_null() {
+        return None;
+    }
+    // SAFETY: a siginfo is 128 bytes; si_code is at offset 8 and the queued value at 24.
+    let (code, value) = unsafe { ((*info).si_code, *((info as *const u8).add(24) as *const u64)) };
+    wall::wall_weight(code, value)
+}
+
+fn record_wall_sample(weight: u64, context: *mut libc::c_void) {
+    if !wall::WALL_SAMPLING.load(Ordering::Relaxed) || context.is_null() {
+        return;
+    }
+    let tid = thread::with(|s| if s.internal.get() { 0 } else { s.tid.get() });
+    if tid == 0 {
+        return;
+    }
+    // SAFETY: the kernel passes a valid ucontext_t as the third handler argument with SA_SIGINFO.
+    let regs = unsafe { interrupted_registers(context) };
+    let Some(slot) = crate::collect::ring().and_then(|ring| ring.claim()) else {
+        wall::capture_done(); // the sampler must not wait for this capture forever
+        return;
+    };
+    let captured = stack::capture_into(&slot, regs);
+    slot.commit(wall::captured_header(tid, weight, captured.native), captured.total);
+    wall::capture_done();
 }
 
 /// # Safety

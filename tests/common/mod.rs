@@ -608,7 +608,7 @@ pub struct Merged {
 }
 
 impl Merged {
-    fn add(&mut self, p: &Profile) {
+    pub fn add(&mut self, p: &Profile) {
         let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
         let index: Vec<usize> = sample_types(p)
             .into_iter()

@@ -1,9 +1,11 @@
-"""CPU split: Work.hot runs three times as often as Work.cold (same body).
+"""CPU split: Work.hot runs three times as often as Work.cold (same body). Call sizes are
+random so that the calls cannot fall in step with the sampling timer.
 
 Prints the CPU time this thread spent in each (hot_ns=, cold_ns=) and the first and last
 line of each function, so the test can check the profile's split, names, files and lines.
 """
 import inspect
+import random
 import sys
 import time
 
@@ -31,7 +33,7 @@ def main():
     while time.thread_time() < deadline:
         for name in ("hot", "hot", "hot", "cold"):
             t0 = time.thread_time_ns()
-            getattr(work, name)(5000)
+            getattr(work, name)(random.randint(2000, 40000))
             spent[name] += time.thread_time_ns() - t0
     print(f"hot_ns={spent['hot']} cold_ns={spent['cold']}")
     for f in (Work.hot, Work.cold):

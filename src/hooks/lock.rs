@@ -1,0 +1,413 @@
+//! Mutexes, rwlocks, semaphores and condition waits. Each hook forwards to the next
+//! definition (glibc's) and tells the lock sampler (`sample/lock.rs`) what happened.
+//!
+//! A blocking acquire first calls the real try-variant: when the lock is free, that is all
+//! (plus one TLS countdown for hold sampling); only when it is taken is the real blocking
+//! function called and timed. Return values and errno are exactly the real functions':
+//! arguments the real function would reject before even trying the lock (an invalid clock or
+//! timeout) go straight to it, and semaphore waits act on a pending cancellation first, as
+//! glibc's do.
+//!
+//! Not seen: locks taken inside glibc without the PLT (the re-lock inside
+//! `pthread_cond_wait`, see `sample/lock.rs`), statically linked programs, and locks that do
+//! not use these functions (futex-based locks of other runtimes: Rust's std, Go, …).
+
+use libc::{c_int, clockid_t, pthread_cond_t, pthread_mutex_t, pthread_rwlock_t, sem_t, timespec};
+
+use crate::real_lock;
+use crate::sample::lock::{self, Waited};
+
+extern "C" {
+    fn pthread_testcancel();
+}
+
+fn errno() -> c_int {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+fn set_errno(value: c_int) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// What glibc accepts as an absolute timeout before it looks at the lock.
+///
+/// # Safety
+/// `t` must be null or point at a readable timespec.
+unsafe fn valid_abstime(t: *const timespec) -> bool {
+    // SAFETY: non-null pointers come from the caller, who passes them to glibc as well.
+    !t.is_null() && (0..1_000_000_000).contains(&unsafe { (*t).tv_nsec })
+}
+
+fn valid_clock(clock: clockid_t) -> bool {
+    clock == libc::CLOCK_REALTIME || clock == libc::CLOCK_MONOTONIC
+}
+
+fn mutex_outcome(rc: c_int) -> Waited {
+    match rc {
+        0 | libc::EOWNERDEAD => Waited::Acquired,
+        libc::ETIMEDOUT => Waited::TimedOut,
+        _ => Waited::Failed,
+    }
+}
+
+fn rwlock_outcome(rc: c_int) -> Waited {
+    match rc {
+        0 => Waited::Acquired,
+        libc::ETIMEDOUT => Waited::TimedOut,
+        _ => Waited::Failed,
+    }
+}
+
+/// For `-1`/errno functions; called right after the real call, before errno can change.
+fn sem_outcome(rc: c_int) -> Waited {
+    if rc == 0 {
+        Waited::Acquired
+    } else if errno() == libc::ETIMEDOUT {
+        Waited::TimedOut
+    } else {
+        Waited::Failed
+    }
+}
+
+// ---------------------------------------------------------------- mutexes
+
+/// The common shape of the blocking mutex acquires: try first; time `block` only when the
+/// mutex was busy. Other try failures go to `block` untimed, which reports them as the real
+/// function does.
+///
+/// # Safety
+/// `mutex` is the caller's; `block` forwards to the real function.
+#[inline(always)]
+unsafe fn acquire_mutex(mutex: *mut pthread_mutex_t, block: impl FnOnce() -> c_int) -> c_int {
+    let Some(trylock) = real_lock::MUTEX_TRYLOCK.get() else { return block() };
+    // SAFETY: forwarding the caller's mutex.
+    match unsafe { trylock(mutex) } {
+        rc @ (0 | libc::EOWNERDEAD) => {
+            lock::on_acquired(mutex as usize);
+            rc
+        }
+        libc::EBUSY => lock::contended(mutex as usize, true, || {
+            let rc = block();
+            (rc, mutex_outcome(rc))
+        }),
+        _ => block(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_mutex_lock(mutex: *mut pthread_mutex_t) -> c_int {
+    let Some(real) = real_lock::MUTEX_LOCK.get() else { return libc::EINVAL };
+    if !lock::enabled() {
+        // SAFETY: forwarding.
+        return unsafe { real(mutex) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_mutex(mutex, || real(mutex)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_mutex_timedlock(mutex: *mut pthread_mutex_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::MUTEX_TIMEDLOCK.get() else { return libc::EINVAL };
+    if !lock::enabled() {
+        // SAFETY: forwarding.
+        return unsafe { real(mutex, abstime) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_mutex(mutex, || real(mutex, abstime)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_mutex_clocklock(mutex: *mut pthread_mutex_t, clock: clockid_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::MUTEX_CLOCKLOCK.get() else { return libc::EINVAL };
+    // glibc rejects other clocks before trying the mutex.
+    if !lock::enabled() || !valid_clock(clock) {
+        // SAFETY: forwarding.
+        return unsafe { real(mutex, clock, abstime) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_mutex(mutex, || real(mutex, clock, abstime)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_mutex_trylock(mutex: *mut pthread_mutex_t) -> c_int {
+    let Some(real) = real_lock::MUTEX_TRYLOCK.get() else { return libc::EINVAL };
+    // SAFETY: forwarding.
+    let rc = unsafe { real(mutex) };
+    if (rc == 0 || rc == libc::EOWNERDEAD) && lock::enabled() {
+        lock::on_acquired(mutex as usize);
+    }
+    rc
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_mutex_unlock(mutex: *mut pthread_mutex_t) -> c_int {
+    let Some(real) = real_lock::MUTEX_UNLOCK.get() else { return libc::EINVAL };
+    if !lock::holds_sampled() {
+        // SAFETY: forwarding.
+        return unsafe { real(mutex) };
+    }
+    // SAFETY: forwarding.
+    lock::release(mutex as usize, || unsafe { real(mutex) })
+}
+
+// ---------------------------------------------------------------- rwlocks
+
+/// # Safety
+/// `rwlock` is the caller's; `block` forwards to the real function.
+#[inline(always)]
+unsafe fn acquire_rwlock(
+    rwlock: *mut pthread_rwlock_t,
+    trylock: Option<real_lock::RwlockFn>,
+    block: impl FnOnce() -> c_int,
+) -> c_int {
+    let Some(trylock) = trylock else { return block() };
+    // SAFETY: forwarding the caller's rwlock.
+    match unsafe { trylock(rwlock) } {
+        0 => {
+            lock::on_acquired(rwlock as usize);
+            0
+        }
+        libc::EBUSY => lock::contended(rwlock as usize, true, || {
+            let rc = block();
+            (rc, rwlock_outcome(rc))
+        }),
+        _ => block(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_rdlock(rwlock: *mut pthread_rwlock_t) -> c_int {
+    let Some(real) = real_lock::RWLOCK_RDLOCK.get() else { return libc::EINVAL };
+    if !lock::enabled() {
+        // SAFETY: forwarding.
+        return unsafe { real(rwlock) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), || real(rwlock)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_wrlock(rwlock: *mut pthread_rwlock_t) -> c_int {
+    let Some(real) = real_lock::RWLOCK_WRLOCK.get() else { return libc::EINVAL };
+    if !lock::enabled() {
+        // SAFETY: forwarding.
+        return unsafe { real(rwlock) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), || real(rwlock)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_timedrdlock(rwlock: *mut pthread_rwlock_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::RWLOCK_TIMEDRDLOCK.get() else { return libc::EINVAL };
+    // glibc checks a given timeout before looking at the lock.
+    // SAFETY: abstime is the caller's, passed to glibc as well.
+    if !lock::enabled() || (!abstime.is_null() && !unsafe { valid_abstime(abstime) }) {
+        // SAFETY: forwarding.
+        return unsafe { real(rwlock, abstime) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), || real(rwlock, abstime)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_timedwrlock(rwlock: *mut pthread_rwlock_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::RWLOCK_TIMEDWRLOCK.get() else { return libc::EINVAL };
+    // SAFETY: as in timedrdlock.
+    if !lock::enabled() || (!abstime.is_null() && !unsafe { valid_abstime(abstime) }) {
+        // SAFETY: forwarding.
+        return unsafe { real(rwlock, abstime) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), || real(rwlock, abstime)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_clockrdlock(rwlock: *mut pthread_rwlock_t, clock: clockid_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::RWLOCK_CLOCKRDLOCK.get() else { return libc::EINVAL };
+    // SAFETY: as in timedrdlock.
+    if !lock::enabled() || (!abstime.is_null() && !(valid_clock(clock) && unsafe { valid_abstime(abstime) })) {
+        // SAFETY: forwarding.
+        return unsafe { real(rwlock, clock, abstime) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), || real(rwlock, clock, abstime)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_clockwrlock(rwlock: *mut pthread_rwlock_t, clock: clockid_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::RWLOCK_CLOCKWRLOCK.get() else { return libc::EINVAL };
+    // SAFETY: as in timedrdlock.
+    if !lock::enabled() || (!abstime.is_null() && !(valid_clock(clock) && unsafe { valid_abstime(abstime) })) {
+        // SAFETY: forwarding.
+        return unsafe { real(rwlock, clock, abstime) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), || real(rwlock, clock, abstime)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_tryrdlock(rwlock: *mut pthread_rwlock_t) -> c_int {
+    let Some(real) = real_lock::RWLOCK_TRYRDLOCK.get() else { return libc::EINVAL };
+    // SAFETY: forwarding.
+    let rc = unsafe { real(rwlock) };
+    if rc == 0 && lock::enabled() {
+        lock::on_acquired(rwlock as usize);
+    }
+    rc
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_trywrlock(rwlock: *mut pthread_rwlock_t) -> c_int {
+    let Some(real) = real_lock::RWLOCK_TRYWRLOCK.get() else { return libc::EINVAL };
+    // SAFETY: forwarding.
+    let rc = unsafe { real(rwlock) };
+    if rc == 0 && lock::enabled() {
+        lock::on_acquired(rwlock as usize);
+    }
+    rc
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_rwlock_unlock(rwlock: *mut pthread_rwlock_t) -> c_int {
+    let Some(real) = real_lock::RWLOCK_UNLOCK.get() else { return libc::EINVAL };
+    if !lock::holds_sampled() {
+        // SAFETY: forwarding.
+        return unsafe { real(rwlock) };
+    }
+    // SAFETY: forwarding.
+    lock::release(rwlock as usize, || unsafe { real(rwlock) })
+}
+
+// ---------------------------------------------------------------- semaphores
+
+/// Semaphore waits: try first (keeping errno as it was when that fails), time `block`
+/// otherwise. Semaphores have no owner, so only waits are sampled.
+///
+/// # Safety
+/// `sem` is the caller's; `block` forwards to the real function.
+#[inline(always)]
+unsafe fn acquire_sem(sem: *mut sem_t, block: impl FnOnce() -> c_int) -> c_int {
+    let Some(trywait) = real_lock::SEM_TRYWAIT.get() else { return block() };
+    let saved = errno();
+    // SAFETY: forwarding the caller's semaphore.
+    if unsafe { trywait(sem) } == 0 {
+        return 0;
+    }
+    set_errno(saved);
+    lock::contended(sem as usize, false, || {
+        let rc = block();
+        (rc, sem_outcome(rc))
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn sem_wait(sem: *mut sem_t) -> c_int {
+    let Some(real) = real_lock::SEM_WAIT.get() else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    if !lock::enabled() {
+        // SAFETY: forwarding.
+        return unsafe { real(sem) };
+    }
+    // sem_wait is a cancellation point even when it need not block.
+    // SAFETY: no preconditions.
+    unsafe { pthread_testcancel() };
+    // SAFETY: forwarding.
+    unsafe { acquire_sem(sem, || real(sem)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn sem_timedwait(sem: *mut sem_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::SEM_TIMEDWAIT.get() else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    // SAFETY: abstime is the caller's, passed to glibc as well.
+    if !lock::enabled() || !unsafe { valid_abstime(abstime) } {
+        // SAFETY: forwarding.
+        return unsafe { real(sem, abstime) };
+    }
+    // SAFETY: no preconditions (glibc's sem_timedwait tests for cancellation first too).
+    unsafe { pthread_testcancel() };
+    // SAFETY: forwarding.
+    unsafe { acquire_sem(sem, || real(sem, abstime)) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn sem_clockwait(sem: *mut sem_t, clock: clockid_t, abstime: *const timespec) -> c_int {
+    let Some(real) = real_lock::SEM_CLOCKWAIT.get() else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    // SAFETY: abstime is the caller's, passed to glibc as well.
+    if !lock::enabled() || !valid_clock(clock) || !unsafe { valid_abstime(abstime) } {
+        // SAFETY: forwarding.
+        return unsafe { real(sem, clock, abstime) };
+    }
+    // SAFETY: forwarding.
+    unsafe { acquire_sem(sem, || real(sem, clock, abstime)) }
+}
+
+// ---------------------------------------------------------------- condition waits
+
+/// Around a condition wait on a thread that follows some hold: the hold of `mutex` (if
+/// followed) ends before the wait and starts again after it.
+#[cold]
+#[inline(never)]
+fn around_cond_wait(mutex: *mut pthread_mutex_t, wait: impl FnOnce() -> c_int) -> c_int {
+    let followed = lock::cond_suspend(mutex as usize);
+    let rc = wait();
+    if followed {
+        lock::cond_resume(mutex as usize);
+    }
+    rc
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_cond_wait(cond: *mut pthread_cond_t, mutex: *mut pthread_mutex_t) -> c_int {
+    let Some(real) = real_lock::COND_WAIT.get() else { return libc::EINVAL };
+    if !lock::holds_sampled() {
+        // SAFETY: forwarding.
+        return unsafe { real(cond, mutex) };
+    }
+    // SAFETY: forwarding.
+    around_cond_wait(mutex, || unsafe { real(cond, mutex) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_cond_timedwait(
+    cond: *mut pthread_cond_t,
+    mutex: *mut pthread_mutex_t,
+    abstime: *const timespec,
+) -> c_int {
+    let Some(real) = real_lock::COND_TIMEDWAIT.get() else { return libc::EINVAL };
+    // An invalid timeout is rejected before the mutex is released: nothing to split.
+    // SAFETY: abstime is the caller's, passed to glibc as well.
+    if !lock::holds_sampled() || !unsafe { valid_abstime(abstime) } {
+        // SAFETY: forwarding.
+        return unsafe { real(cond, mutex, abstime) };
+    }
+    // SAFETY: forwarding.
+    around_cond_wait(mutex, || unsafe { real(cond, mutex, abstime) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_cond_clockwait(
+    cond: *mut pthread_cond_t,
+    mutex: *mut pthread_mutex_t,
+    clock: clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    let Some(real) = real_lock::COND_CLOCKWAIT.get() else { return libc::EINVAL };
+    // SAFETY: as in timedwait.
+    if !lock::holds_sampled() || !valid_clock(clock) || !unsafe { valid_abstime(abstime) } {
+        // SAFETY: forwarding.
+        return unsafe { real(cond, mutex, clock, abstime) };
+    }
+    // SAFETY: forwarding.
+    around_cond_wait(mutex, || unsafe { real(cond, mutex, clock, abstime) })
+}

@@ -1,0 +1,440 @@
+//! Lock-contention sampling (hot side, called from the lock hooks in `hooks/lock.rs`).
+//!
+//! Two independent measurements, each sampled so that its totals are unbiased:
+//!
+//! **Waits** (`lock-acquire`, `lock-acquire-wait`). A blocking acquire first tries the real
+//! try-variant; when that succeeds nothing is measured (no clock is read). Only when the lock
+//! is taken does the hook read `CLOCK_MONOTONIC` around the real blocking call. Waited time is
+//! sampled like allocated bytes are: each thread counts down waited nanoseconds, the distance
+//! between two sample points being exponential with mean T (`DD_PROFILING_LOCK_SAMPLE_NS`), so
+//! a wait of `w` ns is sampled with probability `p = 1 − exp(−w/T)`. The cold side weighs a
+//! sample by `1/p` (count) and `w/p` (time). `lock-acquire` therefore counts the acquisitions
+//! that had to wait (including timed waits that gave up with ETIMEDOUT), not every
+//! acquisition: an acquisition that got the lock at once costs nothing and is not counted.
+//!
+//! **Holds** (`lock-release`, `lock-release-hold`). A fixed fraction of all acquisitions of
+//! mutexes and rwlocks, contended or not, is followed until its release: each thread counts
+//! down acquisitions, the gaps being geometric with mean N
+//! (`DD_PROFILING_LOCK_HOLD_SAMPLE_EVERY`), so each acquisition is followed with probability
+//! 1/N independently of the others. A followed acquisition stores (lock address, start time)
+//! in a small per-thread array; the release finds it there. Capturing a stack costs
+//! microseconds, far more than a short critical section, so a followed hold of `h` ns is then
+//! recorded with probability `p = 1 − exp(−h/T)` (a second per-thread countdown, over held
+//! time, with the same T as waits), and weighs `N/p` releases and `h·N/p` held ns: both
+//! estimates stay unbiased, long holds are recorded almost surely, and the uncontended
+//! lock/unlock pair stays within a few nanoseconds. The hold is recorded with the releasing
+//! stack after the real unlock (so the recording never lengthens the hold others wait for).
+//! Semaphores have no owner and are not followed.
+//!
+//! **Condition variables.** `pthread_cond_wait` releases its mutex and takes it again inside
+//! glibc, where no hook sees it. The cond hooks therefore end an open hold sample of the mutex
+//! before waiting (recorded with the waiting stack, as a release) and start it again when the
+//! wait returns: hold times never include the time spent waiting for the condition, and each
+//! condition wait counts as one release. The wait for the mutex inside the condition wait is
+//! not measured (it cannot be told apart from the wait for the signal).
+//!
+//! The fast paths are a global flag and a TLS decrement and compare (acquire), and one
+//! global load (release: the number of holds followed in the whole process, nearly always 0);
+//! threads inside the profiler pass straight through. The acquisition countdown is the one
+//! per-thread word touched on every acquisition: it lives in its own initial-exec TLS slot
+//! (one `fs:`-relative instruction) rather than in `thread::ThreadState`, whose access from a
+//! shared library goes through `__tls_get_addr` and would cost more than the rest of the
+//! hook. Initial-exec TLS is what a preloaded library gets anyway (static TLS block).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::collect::ring::{Header, Kind};
+use crate::sample::stack;
+use crate::thread::{self, LOCK_HELD_MAX};
+
+/// Lock profiling is on (set at start-up; until then every hook passes straight through).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Mean waited nanoseconds between two wait samples (T).
+static WAIT_INTERVAL_NS: AtomicU64 = AtomicU64::new(100_000);
+/// One acquisition in N is followed until its release.
+static HOLD_EVERY: AtomicU64 = AtomicU64::new(100);
+/// Holds being followed in the process (entries of every thread's array). While it is 0, a
+/// release needs no look at its thread's state. Entries of threads that exit holding a lock
+/// stay counted: releases then merely take the slower path.
+static OPEN_HOLDS: AtomicUsize = AtomicUsize::new(0);
+
+/// What a blocking call ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// The lock is now held.
+    Acquired,
+    /// A timed wait gave up: the time was waited but nothing was acquired.
+    TimedOut,
+    /// Anything else (EINTR, EDEADLK, EINVAL…): not a wait worth reporting.
+    Failed,
+}
+
+/// Called once at start-up (before the library is active) with the validated configuration.
+pub fn configure(enabled: bool, wait_interval_ns: u64, hold_every: u64) {
+    WAIT_INTERVAL_NS.store(wait_interval_ns.max(1), Ordering::Relaxed);
+    HOLD_EVERY.store(hold_every.max(1), Ordering::Relaxed);
+    if enabled {
+        crate::real_lock::resolve_all();
+    }
+    ENABLED.store(enabled, Ordering::Release);
+}
+
+/// Stops recording (process exit: the final profile has been requested).
+pub fn stop() {
+    ENABLED.store(false, Ordering::Release);
+}
+
+/// Mean waited nanoseconds between wait samples (T), for the cold side's weights.
+pub fn wait_interval() -> u64 {
+    WAIT_INTERVAL_NS.load(Ordering::Relaxed)
+}
+
+#[inline(always)]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Called after every successful acquisition of a mutex or rwlock (when enabled).
+#[inline(always)]
+pub fn on_acquired(lock: usize) {
+    if countdown::decrement_crosses() {
+        on_hold_sample_point(lock);
+    }
+}
+
+/// The per-thread acquisition countdown in initial-exec TLS (x86_64: `fs`-relative).
+mod countdown {
+    std::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".balign 8",
+        ".globl ddprof_lock_acquisitions_left",
+        ".hidden ddprof_lock_acquisitions_left",
+        ".type ddprof_lock_acquisitions_left, @object",
+        ".size ddprof_lock_acquisitions_left, 8",
+        "ddprof_lock_acquisitions_left:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    /// Subtracts one; true when the count reached zero or below.
+    #[inline(always)]
+    pub fn decrement_crosses() -> bool {
+        let crossed: u8;
+        // SAFETY: the GOT slot holds the variable's offset from the thread pointer (a TPOFF
+        // relocation resolved at load time); `fs:[offset]` is this thread's instance, 8 bytes,
+        // touched by no one else.
+        unsafe {
+            std::arch::asm!(
+                "mov {off}, qword ptr [rip + ddprof_lock_acquisitions_left@GOTTPOFF]",
+                "sub qword ptr fs:[{off}], 1",
+                "setle {crossed}",
+                off = out(reg) _,
+                crossed = out(reg_byte) crossed,
+                options(nostack),
+            );
+        }
+        crossed != 0
+    }
+
+    pub fn set(value: i64) {
+        // SAFETY: as above; fs:[0] holds the thread pointer itself (x86_64 TLS ABI).
+        unsafe {
+            std::arch::asm!(
+                "mov {off}, qword ptr [rip + ddprof_lock_acquisitions_left@GOTTPOFF]",
+                "mov qword ptr fs:[{off}], {value}",
+                off = out(reg) _,
+                value = in(reg) value,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    #[cfg(test)]
+    pub fn get() -> i64 {
+        let value: i64;
+        // SAFETY: as above.
+        unsafe {
+            std::arch::asm!(
+                "mov {off}, qword ptr [rip + ddprof_lock_acquisitions_left@GOTTPOFF]",
+                "mov {value}, qword ptr fs:[{off}]",
+                off = out(reg) _,
+                value = out(reg) value,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        value
+    }
+}
+
+/// False when this thread surely follows no hold: the release needs nothing else. Also false
+/// whenever lock profiling never started.
+#[inline(always)]
+pub fn holds_sampled() -> bool {
+    OPEN_HOLDS.load(Ordering::Relaxed) != 0 && this_thread_holds()
+}
+
+/// Out of line, so that the compiler cannot hoist the TLS access above the global test.
+#[inline(never)]
+fn this_thread_holds() -> bool {
+    thread::with(|s| s.lock_held_count.get() != 0)
+}
+
+/// A blocking acquire whose try-variant failed: times `block` and samples the wait. With
+/// `track_hold`, a successful acquisition is then counted for hold sampling.
+#[cold]
+#[inline(never)]
+pub fn contended(lock: usize, track_hold: bool, block: impl FnOnce() -> (libc::c_int, Waited)) -> libc::c_int {
+    if thread::with(|s| s.in_profiler.get()) {
+        return block().0;
+    }
+    let start = now_ns();
+    let (rc, outcome) = block();
+    let waited = now_ns().saturating_sub(start);
+    if outcome != Waited::Failed {
+        on_waited(lock, waited);
+    }
+    // After the wait record, so the time spent recording is not part of the hold.
+    if outcome == Waited::Acquired && track_hold {
+        on_acquired(lock);
+    }
+    rc
+}
+
+/// A release on a thread that follows some hold: closes the one of `lock`, if any, around the
+/// real `unlock`.
+#[cold]
+#[inline(never)]
+pub fn release(lock: usize, unlock: impl FnOnce() -> libc::c_int) -> libc::c_int {
+    if thread::with(|s| s.in_profiler.get()) {
+        return unlock();
+    }
+    let Some(since) = take_hold(lock) else { return unlock() };
+    let held = now_ns().saturating_sub(since);
+    let rc = unlock();
+    if rc == 0 {
+        on_held(lock, held);
+    }
+    rc
+}
+
+/// Before a condition wait releases `mutex`: ends its open hold sample, if any, and records
+/// it. Returns whether there was one (then `cond_resume` must follow the wait).
+#[cold]
+#[inline(never)]
+pub fn cond_suspend(mutex: usize) -> bool {
+    if thread::with(|s| s.in_profiler.get()) {
+        return false;
+    }
+    let Some(since) = take_hold(mutex) else { return false };
+    let held = now_ns().saturating_sub(since);
+    on_held(mutex, held);
+    true
+}
+
+/// After the condition wait took `mutex` again: the hold sample goes on from now.
+#[cold]
+#[inline(never)]
+pub fn cond_resume(mutex: usize) {
+    open_hold(mutex);
+}
+
+// ---------------------------------------------------------------- sampling decisions
+
+#[cold]
+#[inline(never)]
+fn on_hold_sample_point(lock: usize) {
+    let every = HOLD_EVERY.load(Ordering::Relaxed);
+    let started = thread::with(|s| s.lock_hold_started.replace(true));
+    let gap = draw_gap(every);
+    if !started {
+        // First acquisition on this thread: it is acquisition 1 of the first gap.
+        if gap > 1 {
+            countdown::set(gap - 1);
+            return;
+        }
+        countdown::set(draw_gap(every));
+    } else {
+        countdown::set(gap);
+    }
+    if !enabled() || thread::with(|s| s.in_profiler.get()) {
+        return;
+    }
+    open_hold(lock);
+}
+
+/// Acquisitions until the next sampled one: geometric on {1, 2, …} with mean `every`, i.e.
+/// every acquisition is sampled with probability 1/every, independently.
+fn draw_gap(every: u64) -> i64 {
+    if every <= 1 {
+        return 1;
+    }
+    let ln_keep = (-1.0 / every as f64).ln_1p(); // ln(1 − 1/N) < 0
+    let gap = (thread::uniform().ln() / ln_keep).ceil();
+    (gap as i64).max(1)
+}
+
+/// Nanoseconds until the next sample point: exponential with mean T.
+fn draw_time_interval() -> i64 {
+    let mean = WAIT_INTERVAL_NS.load(Ordering::Relaxed) as f64;
+    ((-thread::uniform().ln() * mean) as i64).max(1)
+}
+
+/// Counts `ns` down a per-thread exponential countdown (`left`, `started`); true when it
+/// crossed a sample point, which happens with probability 1 − exp(−ns/T) whatever came before.
+fn crosses(ns: u64, field: impl Fn(&thread::ThreadState) -> (&std::cell::Cell<i64>, &std::cell::Cell<bool>)) -> bool {
+    let started = thread::with(|s| field(s).1.replace(true));
+    if !started {
+        let first = draw_time_interval();
+        thread::with(|s| field(s).0.set(first));
+    }
+    let left = thread::with(|s| field(s).0.get()) - ns.min(i64::MAX as u64) as i64;
+    if left > 0 {
+        thread::with(|s| field(s).0.set(left));
+        return false;
+    }
+    let next = draw_time_interval();
+    thread::with(|s| field(s).0.set(next));
+    true
+}
+
+fn on_waited(lock: usize, waited: u64) {
+    if crosses(waited, |s| (&s.lock_wait_left, &s.lock_wait_started)) {
+        record(lock, waited, 0);
+    }
+}
+
+/// A followed hold ended after `held` ns.
+fn on_held(lock: usize, held: u64) {
+    if crosses(held, |s| (&s.lock_hold_left, &s.lock_hold_time_started)) {
+        record(lock, held, HOLD_EVERY.load(Ordering::Relaxed));
+    }
+}
+
+// ---------------------------------------------------------------- open hold samples
+
+/// Starts following a hold of `lock` from now. When the array is full (stale entries: a lock
+/// released where no hook sees it, or deep nesting), the oldest entry makes room.
+fn open_hold(lock: usize) {
+    let since = now_ns();
+    thread::with(|s| {
+        let mut n = s.lock_held_count.get() as usize;
+        if n >= LOCK_HELD_MAX {
+            for i in 1..LOCK_HELD_MAX {
+                s.lock_held_addr[i - 1].set(s.lock_held_addr[i].get());
+                s.lock_held_since[i - 1].set(s.lock_held_since[i].get());
+            }
+            n = LOCK_HELD_MAX - 1;
+        } else {
+            OPEN_HOLDS.fetch_add(1, Ordering::Relaxed);
+        }
+        s.lock_held_addr[n].set(lock as u64);
+        s.lock_held_since[n].set(since);
+        s.lock_held_count.set(n as u8 + 1);
+    });
+}
+
+/// Removes the newest open hold of `lock` (locks are mostly released in reverse order, and a
+/// recursive mutex may appear twice) and returns its start time.
+fn take_hold(lock: usize) -> Option<u64> {
+    thread::with(|s| {
+        let n = (s.lock_held_count.get() as usize).min(LOCK_HELD_MAX);
+        let i = (0..n).rev().find(|&i| s.lock_held_addr[i].get() == lock as u64)?;
+        let since = s.lock_held_since[i].get();
+        for j in i + 1..n {
+            s.lock_held_addr[j - 1].set(s.lock_held_addr[j].get());
+            s.lock_held_since[j - 1].set(s.lock_held_since[j].get());
+        }
+        s.lock_held_count.set(n as u8 - 1);
+        OPEN_HOLDS.fetch_sub(1, Ordering::Relaxed);
+        Some(since)
+    })
+}
+
+// ---------------------------------------------------------------- records
+
+/// One lock record: values [ns waited or held, N for a release / 0 for an acquire],
+/// extra[0] = the lock's address (the cold side derives p from ns and T). errno is kept as
+/// the program left it.
+fn record(lock: usize, ns: u64, every: u64) {
+    if !enabled() {
+        return;
+    }
+    let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    if let Some(slot) = crate::collect::claim_patiently() {
+        let captured = stack::capture_here(&slot);
+        let tid = thread::with(|s| s.tid.get());
+        let tid = if tid == 0 { thread::gettid() } else { tid };
+        let header = Header {
+            kind: Kind::Lock,
+            tid,
+            values: [ns.min(i64::MAX as u64) as i64, every as i64],
+            extra: [lock as u64, 0],
+            native_len: captured.native,
+        };
+        slot.commit(header, captured.total);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+#[inline]
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC is always available (vDSO).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_geometric_with_the_configured_mean() {
+        for every in [1u64, 2, 10, 100] {
+            let n = 200_000;
+            let sum: i64 = (0..n).map(|_| draw_gap(every)).sum();
+            let mean = sum as f64 / n as f64;
+            assert!((mean - every as f64).abs() <= 0.03 * every as f64, "N={every}: mean gap {mean}");
+        }
+        assert!((0..1000).all(|_| draw_gap(1) == 1));
+    }
+
+    #[test]
+    fn countdown_is_per_thread() {
+        countdown::set(2);
+        std::thread::spawn(|| {
+            assert_eq!(countdown::get(), 0, "a new thread starts at 0");
+            assert!(countdown::decrement_crosses());
+            assert_eq!(countdown::get(), -1);
+        })
+        .join()
+        .unwrap();
+        assert!(!countdown::decrement_crosses());
+        assert!(countdown::decrement_crosses());
+        assert_eq!(countdown::get(), 0);
+    }
+
+    #[test]
+    fn hold_array_is_lifo_and_evicts_the_oldest() {
+        std::thread::spawn(|| {
+            for lock in 1..=LOCK_HELD_MAX + 1 {
+                open_hold(lock);
+            }
+            assert_eq!(thread::with(|s| s.lock_held_count.get()) as usize, LOCK_HELD_MAX);
+            assert!(take_hold(1).is_none(), "the oldest entry made room");
+            assert!(take_hold(LOCK_HELD_MAX + 1).is_some());
+            open_hold(7);
+            assert!(take_hold(7).is_some());
+            assert!(take_hold(7).is_none());
+            for lock in 2..=LOCK_HELD_MAX {
+                assert!(take_hold(lock).is_some(), "lock {lock}");
+            }
+            assert!(!holds_sampled());
+        })
+        .join()
+        .unwrap();
+    }
+}

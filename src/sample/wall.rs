@@ -1,0 +1,259 @@
+//! Wall-time sampling: where every thread spends its time, running or blocked.
+//!
+//! A sampler thread wakes every `DD_PROFILING_WALL_INTERVAL_MS` (with ±50 % jitter, so it
+//! never locks onto the program's own period) and looks at a bounded number of registered
+//! threads, round-robin. For each it reads the thread's CPU clock (one syscall):
+//! - the thread ran since it was last looked at (or was never sampled): it is sent SIGPROF
+//!   with the elapsed wall time as payload; the handler captures its stack (kind Wall);
+//! - it did not run (blocked in `poll`, `nanosleep`, a lock, `pthread_join`…): no signal. The
+//!   elapsed time is attributed to the stack captured last time (a "reuse" record). A signal
+//!   would make `poll`, `nanosleep`, `sem_timedwait`… return EINTR, so a thread blocked in one
+//!   long call is interrupted at most once per blocking episode.
+//!
+//! "Did not run" means it used less CPU than `IDLE_CPU_NS` since the last look, which covers
+//! the few microseconds of our own signal handler and of the program's EINTR retry.
+//!
+//! Each look accounts the wall time elapsed since the previous look at that thread, so the
+//! per-thread totals are exact whatever the number of threads; with more threads than
+//! `MAX_LOOKS_PER_TICK`, each one is simply looked at less often (coarser, still unbiased).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::collect::ring::{Header, Kind};
+use crate::thread;
+
+/// Looks per tick: bounds the sampler's cost with hundreds of idle threads.
+const MAX_LOOKS_PER_TICK: usize = 64;
+/// CPU a thread may use between two looks and still count as not having run.
+const IDLE_CPU_NS: u64 = 200_000;
+/// Marks the signal payload as a wall sample (the top byte); the rest is the weight in ns.
+pub const WALL_SIGNAL_TAG: u64 = 0x57 << 56;
+const WEIGHT_MASK: u64 = (1 << 56) - 1;
+
+/// Wall sampling wanted (cleared at exit, or when the program takes SIGPROF).
+pub static WALL_SAMPLING: AtomicBool = AtomicBool::new(false);
+
+struct Watched {
+    tid: i32,
+    /// The thread's own counters (in its TLS, which lives until it unregisters): captures
+    /// done, and its CPU time at the end of the last capture.
+    captures: &'static AtomicU64,
+    capture_cpu_ns: &'static AtomicU64,
+    /// `captures` when the last signal was sent; equal to the current value while that
+    /// signal is still on its way.
+    captures_at_send: Option<u64>,
+    /// Monotonic time up to which its wall time has been accounted.
+    accounted_until: u64,
+}
+
+/// What a look needs, copied out of the registry.
+struct Look {
+    tid: i32,
+    captures: u64,
+    capture_cpu_ns: u64,
+    captures_at_send: Option<u64>,
+    accounted_until: u64,
+}
+
+static WATCHED: spin::Mutex<Vec<Watched>> = spin::Mutex::new(Vec::new());
+static NEXT_INDEX: spin::Mutex<usize> = spin::Mutex::new(0);
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Adds the calling thread (called on the thread itself, at its start).
+pub fn register_current(tid: i32) {
+    let (captures, capture_cpu_ns) = thread::with(|s| {
+        // SAFETY: the thread's TLS outlives its registration: it unregisters in its pthread
+        // key destructor, before its TLS is freed, and the registry is only read under its lock.
+        unsafe { (&*(&s.wall_captures as *const AtomicU64), &*(&s.wall_capture_cpu_ns as *const AtomicU64)) }
+    });
+    let entry = Watched { tid, captures, capture_cpu_ns, captures_at_send: None, accounted_until: monotonic_ns() };
+    let mut watched = WATCHED.lock();
+    watched.retain(|w| w.tid != tid);
+    watched.push(entry);
+}
+
+/// Removes a thread at its exit.
+pub fn unregister(tid: i32) {
+    WATCHED.lock().retain(|w| w.tid != tid);
+}
+
+/// Starts the sampler thread.
+pub fn start(interval: Duration) {
+    WALL_SAMPLING.store(true, Ordering::Release);
+    let spawned = thread::spawn_internal("ddprof-wall", move || {
+        while WALL_SAMPLING.load(Ordering::Acquire) {
+            std::thread::sleep(jittered(interval));
+            tick();
+        }
+    });
+    if let Err(e) = spawned {
+        crate::log_warn!("could not start the wall-time sampler thread ({e}); wall profiling is off");
+    }
+}
+
+/// Stops sampling and accounts every thread's time up to now, so short programs and the
+/// final export are complete.
+pub fn stop_and_account() {
+    if !WALL_SAMPLING.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let now = monotonic_ns();
+    let pending: Vec<(i32, u64)> = WATCHED
+        .lock()
+        .iter_mut()
+        .filter(|w| w.captures.load(Ordering::Acquire) > 0)
+        .map(|w| (w.tid, now.saturating_sub(std::mem::replace(&mut w.accounted_until, now))))
+        .collect();
+    for (tid, elapsed) in pending {
+        push_reuse(tid, elapsed, now);
+    }
+}
+
+/// In a forked child only the calling thread exists; its sampler thread must be restarted.
+pub fn after_fork_in_child(tid: i32, interval: Duration) {
+    // SAFETY: the lock's holder, if any, was a parent thread that does not exist here.
+    unsafe {
+        WATCHED.force_unlock();
+        NEXT_INDEX.force_unlock();
+    }
+    let stale = std::mem::take(&mut *WATCHED.lock());
+    std::mem::forget(stale);
+    if WALL_SAMPLING.load(Ordering::Acquire) {
+        register_current(tid);
+        start(interval);
+    }
+}
+
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.5 + thread::uniform())
+}
+
+/// One round: look at up to MAX_LOOKS_PER_TICK threads.
+fn tick() {
+    let now = monotonic_ns();
+    for look in next_batch() {
+        if look.captures_at_send == Some(look.captures) {
+            continue; // its last signal is not handled yet: account this time next round
+        }
+        let Some(cpu) = thread_cpu_of(look.tid) else { continue };
+        let elapsed = now.saturating_sub(look.accounted_until);
+        // Ran since its last capture? Then its stack may have changed: capture it again.
+        // Otherwise it is exactly where it was captured (blocked, or waiting for a CPU).
+        let ran = look.captures == 0 || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS;
+        let sent = if ran {
+            if !send_wall_signal(look.tid, elapsed) {
+                continue; // the thread is gone; unregister will follow
+            }
+            Some(look.captures)
+        } else {
+            push_reuse(look.tid, elapsed, now);
+            None
+        };
+        update(look.tid, now, sent);
+    }
+}
+
+/// The next threads to look at, round-robin, copied out so no lock is held during syscalls.
+fn next_batch() -> Vec<Look> {
+    let watched = WATCHED.lock();
+    if watched.is_empty() {
+        return Vec::new();
+    }
+    let mut next = NEXT_INDEX.lock();
+    let n = watched.len().min(MAX_LOOKS_PER_TICK);
+    let batch = (0..n)
+        .map(|i| &watched[(*next + i) % watched.len()])
+        .map(|w| Look {
+            tid: w.tid,
+            captures: w.captures.load(Ordering::Acquire),
+            capture_cpu_ns: w.capture_cpu_ns.load(Ordering::Acquire),
+            captures_at_send: w.captures_at_send,
+            accounted_until: w.accounted_until,
+        })
+        .collect();
+    *next = (*next + n) % watched.len();
+    batch
+}
+
+fn update(tid: i32, now: u64, sent: Option<u64>) {
+    if let Some(w) = WATCHED.lock().iter_mut().find(|w| w.tid == tid) {
+        w.accounted_until = now;
+        w.captures_at_send = sent;
+    }
+}
+
+/// Called by the signal handler after a wall capture (async-signal-safe: atomics only).
+pub fn capture_done() {
+    thread::with(|s| {
+        s.wall_capture_cpu_ns.store(thread::thread_cpu_ns(), Ordering::Release);
+        s.wall_captures.fetch_add(1, Ordering::AcqRel);
+    });
+}
+
+/// CPU time of another thread of this process, from its kernel CPU clock id.
+fn thread_cpu_of(tid: i32) -> Option<u64> {
+    // The kernel's per-thread scheduler clock: ((~tid) << 3) | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED.
+    let clock = ((!tid) << 3) | 4 | 2;
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer; an invalid clock id only returns EINVAL.
+    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The kernel's siginfo for rt_tgsigqueueinfo with SI_QUEUE: signo, errno, code, then the
+/// `_rt` member (pid, uid, value), padded to 128 bytes.
+#[repr(C)]
+struct QueuedSigInfo {
+    signo: i32,
+    errno: i32,
+    code: i32,
+    _pad: i32,
+    pid: i32,
+    uid: u32,
+    value: u64,
+    _rest: [u64; 12],
+}
+
+fn send_wall_signal(tid: i32, weight_ns: u64) -> bool {
+    // SAFETY: getpid/getuid have no preconditions.
+    let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
+    let info = QueuedSigInfo {
+        signo: super::signal::CPU_SIGNAL,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        _pad: 0,
+        pid,
+        uid,
+        value: WALL_SIGNAL_TAG | (weight_ns & WEIGHT_MASK),
+        _rest: [0; 12],
+    };
+    // SAFETY: info is a fully initialised 128-byte siginfo; the kernel copies it.
+    let rc = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, super::signal::CPU_SIGNAL, &info) };
+    rc == 0
+}
+
+/// The signal payload, if this is a wall signal: its weight in ns.
+pub fn wall_weight(code: i32, value: u64) -> Option<u64> {
+    (code == libc::SI_QUEUE && value & !WEIGHT_MASK == WALL_SIGNAL_TAG).then_some(value & WEIGHT_MASK)
+}
+
+/// "This thread did not run: its time goes to the stack captured last time."
+fn push_reuse(tid: i32, elapsed: u64, now: u64) {
+    if elapsed == 0 {
+        return;
+    }
+    let Some(slot) = crate::collect::claim_patiently() else { return };
+    let header = Header { kind: Kind::Wall, tid, values: [1, elapsed as i64], extra: [now, 0], native_len: 0 };
+    slot.commit(header, 0);
+}
+
+/// Builds the header of a captured wall sample (the handler fills the stack).
+pub fn captured_header(tid: i32, weight: u64, native_len: usize) -> Header {
+    Header { kind: Kind::Wall, tid, values: [0, weight as i64], extra: [monotonic_ns(), 0], native_len }
+}

@@ -1,0 +1,493 @@
+//! Python frames: profiles of Python programs name Python functions (qualified names on
+//! 3.11+), files and lines, spliced into the native stacks, for every CPython 3.8–3.13
+//! installed under ~/.pyenv and for Debian's /usr/bin/python3. A version that is not
+//! installed is skipped with a message.
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::Outcome;
+
+// ---------------------------------------------------------------------------------------------
+// Interpreters
+
+#[derive(Clone, Copy, Debug)]
+enum Which {
+    Pyenv(u32),
+    Debian,
+}
+
+struct Python {
+    path: PathBuf,
+    minor: u32,
+}
+
+/// The newest ~/.pyenv/versions/3.<minor>.* interpreter, or Debian's python3.
+fn find(which: Which) -> Option<Python> {
+    match which {
+        Which::Pyenv(minor) => {
+            let home = PathBuf::from(std::env::var_os("HOME")?);
+            let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(home.join(".pyenv/versions"))
+                .ok()?
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let micro = name.strip_prefix(&format!("3.{minor}."))?.parse().ok()?;
+                    let exe = e.path().join(format!("bin/python3.{minor}"));
+                    exe.exists().then_some((micro, exe))
+                })
+                .collect();
+            found.sort();
+            found.pop().map(|(_, path)| Python { path, minor })
+        }
+        Which::Debian => {
+            let path = PathBuf::from("/usr/bin/python3");
+            let out = Command::new(&path).args(["-c", "import sys; print(sys.version_info[1])"]).output().ok()?;
+            let minor = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+            (8..=13).contains(&minor).then_some(Python { path, minor })
+        }
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    common::repo().join("tests/programs/py").join(name)
+}
+
+/// The library built next to this test binary (`<target>/<profile>/libddprof.so`), so a
+/// build in another target directory tests its own library; `common::library()` otherwise.
+fn library_override() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let lib = exe.parent()?.parent()?.join("libddprof.so");
+    lib.exists().then_some(lib)
+}
+
+fn run_python(py: &Python, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let mut run = common::run(&py.path);
+    for a in args {
+        run = run.arg(*a);
+    }
+    if let Some(lib) = library_override() {
+        run = run.env("LD_PRELOAD", &lib.to_string_lossy());
+    }
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    run.timeout(120).go()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Samples with Python frames, files and lines
+
+#[derive(Clone, Debug, PartialEq)]
+struct Frame {
+    function: String,
+    file: String,
+    line: i64,
+    /// A Python frame (a location without address or mapping) rather than a native one.
+    python: bool,
+}
+
+#[derive(Debug)]
+struct Sample {
+    /// Root first.
+    stack: Vec<Frame>,
+    values: HashMap<String, i64>,
+    tid: i64,
+}
+
+impl Sample {
+    fn python(&self) -> Vec<&Frame> {
+        self.stack.iter().filter(|f| f.python).collect()
+    }
+    /// The innermost Python frame.
+    fn python_leaf(&self) -> Option<&Frame> {
+        self.stack.iter().rev().find(|f| f.python)
+    }
+    fn value(&self, ty: &str) -> i64 {
+        self.values.get(ty).copied().unwrap_or(0)
+    }
+    fn text(&self) -> String {
+        self.stack
+            .iter()
+            .map(|f| if f.python { format!("{}:{}", f.function, f.line) } else { f.function.clone() })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
+fn samples(out: &Outcome) -> Vec<Sample> {
+    let mut all = vec![];
+    for file in &out.files {
+        let p = &file.profile;
+        let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
+        let types: Vec<String> = p.sample_type.iter().map(|t| s(t.r#type)).collect();
+        let functions: HashMap<u64, (String, String)> = p.function.iter().map(|f| (f.id, (s(f.name), s(f.filename)))).collect();
+        let locations: HashMap<u64, Vec<Frame>> = p
+            .location
+            .iter()
+            .map(|l| {
+                let python = l.address == 0 && l.mapping_id == 0;
+                let mut frames: Vec<Frame> = l
+                    .line
+                    .iter()
+                    .map(|line| {
+                        let (function, file) = functions[&line.function_id].clone();
+                        Frame { function, file, line: line.line, python }
+                    })
+                    .collect();
+                if frames.is_empty() {
+                    frames.push(Frame { function: format!("{:#x}", l.address), file: String::new(), line: 0, python });
+                }
+                (l.id, frames)
+            })
+            .collect();
+        for sample in &p.sample {
+            let mut stack: Vec<Frame> = sample.location_id.iter().flat_map(|id| locations[id].iter().cloned()).collect();
+            stack.reverse();
+            let values = types.iter().cloned().zip(sample.value.iter().copied()).collect();
+            let tid = sample.label.iter().find(|l| s(l.key) == "thread id").map(|l| l.num).unwrap_or(-1);
+            all.push(Sample { stack, values, tid });
+        }
+    }
+    all
+}
+
+fn show(samples: &[Sample], ty: &str, n: usize) -> String {
+    let mut heavy: Vec<&Sample> = samples.iter().collect();
+    heavy.sort_by_key(|s| -s.value(ty));
+    heavy.iter().take(n).map(|s| format!("  {} {}\n", s.value(ty), s.text())).collect()
+}
+
+fn expected_name(py: &Python, qualified: &str) -> String {
+    // co_qualname exists since 3.11; before, frames carry co_name only.
+    if py.minor >= 11 {
+        qualified.to_string()
+    } else {
+        qualified.rsplit('.').next().unwrap().to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests, run for each interpreter
+
+/// Work.hot and Work.cold (same body, called 3:1): the profile splits CPU between them as the
+/// program measured, within 4 points, naming them by qualified name, file and line.
+fn hot_cold_split(py: &Python) {
+    let path = script("hot_cold.py");
+    let out = run_python(py, &[path.to_str().unwrap(), "5"], &[("DD_PROFILING_CPU_FREQUENCY", "1000")]);
+    out.assert_success();
+    out.assert_cpu_types();
+    let all = samples(&out);
+    let hot_ns: f64 = out.value("hot_ns");
+    let cold_ns: f64 = out.value("cold_ns");
+    let lines: HashMap<String, (i64, i64)> = out
+        .kv_lines()
+        .iter()
+        .filter(|l| l.contains_key("function"))
+        .map(|l| (l["function"].clone(), (l["first_line"].parse().unwrap(), l["last_line"].parse().unwrap())))
+        .collect();
+    let file = path.to_string_lossy().to_string();
+    let mut seen = HashMap::new();
+    let mut bad_lines = vec![];
+    for (short, qualified) in [("hot", "Work.hot"), ("cold", "Work.cold")] {
+        let name = expected_name(py, qualified);
+        let (first, last) = lines[short];
+        let mut total = 0;
+        for s in &all {
+            let Some(leaf) = s.python_leaf() else { continue };
+            if leaf.function == name && leaf.file == file {
+                total += s.value("cpu-time");
+                if leaf.line < first || leaf.line > last {
+                    bad_lines.push(format!("{}:{} outside {first}..={last}", leaf.function, leaf.line));
+                }
+            }
+        }
+        seen.insert(short, total as f64);
+    }
+    let truth = hot_ns / (hot_ns + cold_ns);
+    let (hot, cold) = (seen["hot"], seen["cold"]);
+    assert!(hot > 0.0 && cold > 0.0, "no cpu-time under {} and {} in {file}\n{}", expected_name(py, "Work.hot"), expected_name(py, "Work.cold"), show(&all, "cpu-time", 8));
+    let share = hot / (hot + cold);
+    eprintln!("3.{}: hot share program {:.1}%, profile {:.1}%", py.minor, 100.0 * truth, 100.0 * share);
+    assert!(bad_lines.is_empty(), "lines outside the functions' bodies: {:?}", &bad_lines[..bad_lines.len().min(10)]);
+    assert!(
+        (share - truth).abs() <= 0.04,
+        "hot share in the profile {:.1}% vs {:.1}% measured by the program\n{}",
+        100.0 * share,
+        100.0 * truth,
+        show(&all, "cpu-time", 8)
+    );
+    // The Python frames sit where _PyEval_EvalFrameDefault was: under the native root (main),
+    // and nothing of the evaluation loop is left between Python frames.
+    let in_work: Vec<&Sample> = all.iter().filter(|s| s.python_leaf().is_some_and(|f| f.function.ends_with("hot") || f.function.ends_with("cold"))).collect();
+    let spliced = in_work
+        .iter()
+        .filter(|s| {
+            let first_py = s.stack.iter().position(|f| f.python).unwrap();
+            let last_py = s.stack.iter().rposition(|f| f.python).unwrap();
+            first_py > 0 && !s.stack[first_py..=last_py].iter().any(|f| f.function == "_PyEval_EvalFrameDefault")
+        })
+        .count();
+    assert!(
+        spliced as f64 >= 0.95 * in_work.len() as f64,
+        "only {spliced} of {} samples have their Python frames spliced under native frames\n{}",
+        in_work.len(),
+        show(&all, "cpu-time", 8)
+    );
+}
+
+/// A thread stuck in `sum(range(N))`, one C call holding the GIL, is sampled at the full rate,
+/// with its Python caller and the line of the call.
+fn long_c_call(py: &Python) {
+    let path = script("c_call.py");
+    let out = run_python(py, &[path.to_str().unwrap(), "60000000"], &[("DD_PROFILING_CPU_FREQUENCY", "200")]);
+    out.assert_success();
+    out.assert_cpu_types();
+    let all = samples(&out);
+    let tid: i64 = out.value("tid");
+    let cpu_ns: f64 = out.value("cpu_ns");
+    let call_line: i64 = out.value("call_line");
+    let file = path.to_string_lossy().to_string();
+    let thread: Vec<&Sample> = all.iter().filter(|s| s.tid == tid).collect();
+    let count: i64 = thread.iter().map(|s| s.value("cpu-samples")).sum();
+    let expected = cpu_ns / 5e6;
+    let with_caller: i64 = thread
+        .iter()
+        .filter(|s| s.python_leaf().is_some_and(|f| f.function == "stuck" && f.file == file && f.line == call_line))
+        .map(|s| s.value("cpu-samples"))
+        .sum();
+    eprintln!("3.{}: {count} samples in the thread (expected ~{expected:.0}), {with_caller} under stuck:{call_line}", py.minor);
+    assert!(
+        count as f64 >= 0.85 * expected,
+        "{count} samples for {:.2} s of CPU at 200 Hz (expected ~{expected:.0})\n{}",
+        cpu_ns / 1e9,
+        show(&all, "cpu-samples", 6)
+    );
+    assert!(
+        with_caller as f64 >= 0.95 * count as f64,
+        "only {with_caller} of {count} samples of the thread show stuck ({file}:{call_line})\n{}",
+        show(&all, "cpu-samples", 6)
+    );
+    // The C call is below its Python caller.
+    let c_below = thread
+        .iter()
+        .filter(|s| {
+            let last_py = s.stack.iter().rposition(|f| f.python);
+            last_py.is_some_and(|i| i + 1 < s.stack.len())
+        })
+        .count();
+    assert!(c_below as f64 >= 0.95 * thread.len() as f64, "the C call is missing below stuck\n{}", show(&all, "cpu-samples", 6));
+}
+
+/// The frames the library reads are the frames Python reports for the same thread
+/// (sys._current_frames()) while it spins at a controlled place: same functions, files and
+/// lines, in the same order, with the C function (sorted) between its Python caller and the
+/// lambda it calls back.
+fn frames_match_python(py: &Python, depth: usize, max_frames: &str) {
+    let path = script("verify_stack.py");
+    let depth_arg = depth.to_string();
+    let out = run_python(
+        py,
+        &[path.to_str().unwrap(), &depth_arg, "1.5"],
+        &[("DD_PROFILING_CPU_FREQUENCY", "500"), ("DD_PROFILING_MAX_FRAMES", max_frames)],
+    );
+    out.assert_success();
+    let truth: Vec<(String, String, i64)> = out
+        .kv_lines()
+        .iter()
+        .filter_map(|l| l.get("frame"))
+        .map(|f| {
+            let parts: Vec<&str> = f.splitn(3, '|').collect();
+            (parts[0].to_string(), parts[1].to_string(), parts[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(truth.len(), depth + 7, "unexpected frame count printed\n{}", out.stdout);
+    let tid: i64 = out.value("tid");
+    let all = samples(&out);
+    let spinning: Vec<&Sample> =
+        all.iter().filter(|s| s.tid == tid && s.python_leaf().is_some_and(|f| f.function == "bottom")).collect();
+    let total: i64 = spinning.iter().map(|s| s.value("cpu-samples")).sum();
+    assert!(total >= 100, "only {total} samples in bottom\n{}", show(&all, "cpu-samples", 6));
+    let mut matching = 0;
+    let mut first_mismatch = None;
+    for s in &spinning {
+        let got: Vec<(String, String, i64)> = s.python().iter().map(|f| (f.function.clone(), f.file.clone(), f.line)).collect();
+        if got == truth {
+            matching += s.value("cpu-samples");
+        } else if first_mismatch.is_none() {
+            first_mismatch = Some(got);
+        }
+    }
+    eprintln!("3.{}: depth {depth}: {matching} of {total} samples match Python's own view exactly", py.minor);
+    assert!(
+        matching as f64 >= 0.95 * total as f64,
+        "{matching} of {total} samples match Python's view of the stack\npython: {truth:#?}\nprofile (first mismatch): {first_mismatch:#?}"
+    );
+    // Splicing: between Tree.descend (the caller of sorted) and the lambda there are native
+    // frames (sorted itself), and no evaluation loop frame is left anywhere above `<module>`.
+    let lambda = expected_name(py, "Tree.descend.<locals>.<lambda>");
+    for s in spinning.iter().take(20) {
+        let at = s.stack.iter().position(|f| f.python && f.function == lambda).unwrap();
+        assert!(!s.stack[at - 1].python, "no native frame between the lambda and its caller: {}", s.text());
+        if !py.path.starts_with("/usr") {
+            assert!(
+                s.stack[..at].iter().rev().take_while(|f| !f.python).any(|f| f.function == "builtin_sorted"),
+                "builtin_sorted is not between the lambda and Tree.descend: {}",
+                s.text()
+            );
+        }
+        let module = s.stack.iter().position(|f| f.python).unwrap();
+        assert!(module > 0, "no native frames above <module>: {}", s.text());
+        assert!(!s.stack[module..].iter().any(|f| f.function == "_PyEval_EvalFrameDefault"), "an evaluation loop frame was not replaced: {}", s.text());
+    }
+}
+
+/// The three line table decoders agree with CPython's own PyCode_Addr2Line for every
+/// instruction of ~700 code objects of the standard library.
+fn line_tables_match_cpython(py: &Python) {
+    use ddprof::python::linetable;
+    let out = Command::new(&py.path).arg(script("line_tables.py")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut codes, mut offsets, mut wrong) = (0, 0, vec![]);
+    for row in text.lines() {
+        let parts: Vec<&str> = row.split(' ').collect();
+        assert_eq!(parts.len(), 4, "bad row {row}");
+        let first: i32 = parts[1].parse().unwrap();
+        let table: Vec<u8> = if parts[2] == "-" {
+            vec![]
+        } else {
+            (0..parts[2].len()).step_by(2).map(|i| u8::from_str_radix(&parts[2][i..i + 2], 16).unwrap()).collect()
+        };
+        if parts[3] == "-" {
+            continue;
+        }
+        codes += 1;
+        for (i, expected) in parts[3].split(',').enumerate() {
+            let expected: i32 = expected.parse().unwrap();
+            let offset = 2 * i as i64;
+            let got = match py.minor {
+                8 | 9 => linetable::lnotab_line(&table, first, offset),
+                10 => linetable::linetable310_line(&table, first, offset),
+                _ => linetable::locations_line(&table, first, offset),
+            }
+            .unwrap_or(-1);
+            offsets += 1;
+            if got != expected && wrong.len() < 10 {
+                wrong.push(format!("first line {first}, table {}, offset {offset}: decoded {got}, CPython {expected}", parts[2]));
+            }
+        }
+    }
+    eprintln!("3.{}: {codes} code objects, {offsets} offsets compared", py.minor);
+    assert!(codes > 300, "only {codes} code objects dumped");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// An interpreter that appears only later, in a libpython loaded with dlopen(RTLD_LOCAL) by
+/// a C program (its symbols are not in the global scope), is found and read.
+fn embedded_with_dlopen(py: &Python) {
+    const EMBED: &str = r#"
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!h) { fprintf(stderr, "%s\n", dlerror()); return 1; }
+    void (*init)(int) = (void (*)(int))dlsym(h, "Py_InitializeEx");
+    int (*run)(const char *) = (int (*)(const char *))dlsym(h, "PyRun_SimpleString");
+    void (*fin)(void) = (void (*)(void))dlsym(h, "Py_Finalize");
+    init(0);
+    int rc = run("import time\n"
+                 "def embedded_work():\n"
+                 "    t0 = time.process_time()\n"
+                 "    while time.process_time() - t0 < 1.5:\n"
+                 "        sum(i * i for i in range(1000))\n"
+                 "embedded_work()\n");
+    fin();
+    return rc;
+}
+"#;
+    let Some(prefix) = py.path.parent().and_then(|p| p.parent()) else { return };
+    let lib = prefix.join(format!("lib/libpython3.{}.so.1.0", py.minor));
+    if !lib.exists() {
+        eprintln!("skipped: {} is missing", lib.display());
+        return;
+    }
+    let dir = common::repo().join("target/test-programs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("py_embed_{}.c", std::process::id()));
+    let exe = dir.join(format!("py_embed_3{}_{}", py.minor, std::process::id()));
+    std::fs::write(&src, EMBED).unwrap();
+    let cc = Command::new("cc").args(["-O1", "-g", "-o"]).arg(&exe).arg(&src).arg("-ldl").output().unwrap();
+    let _ = std::fs::remove_file(&src);
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    let mut run = common::run(&exe).arg(&lib).timeout(60);
+    if let Some(l) = library_override() {
+        run = run.env("LD_PRELOAD", &l.to_string_lossy());
+    }
+    let out = run.go();
+    let _ = std::fs::remove_file(&exe);
+    out.assert_success();
+    let all = samples(&out);
+    let total: i64 = all.iter().map(|s| s.value("cpu-samples")).sum();
+    let named: i64 = all
+        .iter()
+        .filter(|s| s.python().iter().any(|f| f.function == "embedded_work" && f.file == "<string>" && f.line == 5))
+        .map(|s| s.value("cpu-samples"))
+        .sum();
+    eprintln!("3.{}: embedded: {named} of {total} samples under embedded_work", py.minor);
+    // The first drain (up to 100 ms) may pass before the library is seen.
+    assert!(named as f64 >= 0.8 * total as f64, "{named} of {total} samples under embedded_work\n{}", show(&all, "cpu-samples", 6));
+}
+
+fn with_python(which: Which, test: impl FnOnce(&Python)) {
+    match find(which) {
+        Some(py) => test(&py),
+        None => eprintln!("skipped: {which:?} is not installed"),
+    }
+}
+
+macro_rules! for_each_python {
+    ($($module:ident => $which:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+            #[test]
+            fn hot_and_cold_functions_split_cpu_as_measured() {
+                with_python($which, hot_cold_split);
+            }
+            #[test]
+            fn a_long_c_call_is_sampled_with_its_python_caller() {
+                with_python($which, long_c_call);
+            }
+            #[test]
+            fn frames_read_match_pythons_own_view() {
+                with_python($which, |py| frames_match_python(py, 3, "128"));
+            }
+            #[test]
+            fn frames_read_match_pythons_own_view_in_a_deep_recursion() {
+                with_python($which, |py| frames_match_python(py, 60, "1024"));
+            }
+            #[test]
+            fn a_libpython_loaded_later_with_dlopen_is_found() {
+                if matches!($which, Which::Pyenv(_)) {
+                    with_python($which, embedded_with_dlopen);
+                }
+            }
+            #[test]
+            fn line_tables_decode_as_cpython_does() {
+                with_python($which, line_tables_match_cpython);
+            }
+        }
+    )*};
+}
+
+for_each_python! {
+    cpython_3_8 => Which::Pyenv(8),
+    cpython_3_9 => Which::Pyenv(9),
+    cpython_3_10 => Which::Pyenv(10),
+    cpython_3_11 => Which::Pyenv(11),
+    cpython_3_12 => Which::Pyenv(12),
+    cpython_3_13 => Which::Pyenv(13),
+    debian_python3 => Which::Debian,
+}
