@@ -87,6 +87,7 @@ pub fn on_thread_start() {
     if !active() {
         return;
     }
+    crate::hooks::process::resolve_next_symbols();
     thread::register_current();
     let key = THREAD_EXIT_KEY.load(Ordering::Acquire);
     if key >= 0 {
@@ -126,7 +127,23 @@ unsafe extern "C" fn on_thread_exit(_value: *mut libc::c_void) {
     }
     timer::stop_for_thread(tid);
     wall::unregister(tid);
+    send_unsampled_cpu(tid);
     send_thread_name(tid);
+}
+
+/// The CPU a thread used since its last CPU sample would be lost at its exit (up to one
+/// sampling period per thread). It is sent without a stack; the cold side adds it to the
+/// thread's last sampled stack.
+fn send_unsampled_cpu(tid: i32) {
+    if !signal::CPU_SAMPLING.load(Ordering::Acquire) {
+        return;
+    }
+    let tail = thread::with(|s| thread::thread_cpu_ns().saturating_sub(s.last_cpu_ns.get()));
+    if tail == 0 {
+        return;
+    }
+    let Some(slot) = crate::collect::claim_patiently() else { return };
+    slot.commit(Header { kind: Kind::Cpu, tid, values: [0, tail as i64], extra: [0, 0], native_len: 0 }, 0);
 }
 
 fn send_thread_name(tid: i32) {

@@ -72,23 +72,54 @@ fn sem_outcome(rc: c_int) -> Waited {
 }
 
 // ---------------------------------------------------------------- mutexes
+//
+// The hot hooks are written so that their fast path holds no closure: `move` closures are
+// built only on the cold paths.
 
-/// The common shape of the blocking mutex acquires: try first; time `block` only when the
-/// mutex was busy. Other try failures go to `block` untimed, which reports them as the real
-/// function does.
+/// Calls the next definition, or returns EINVAL when there is none (never with glibc).
+macro_rules! forward {
+    ($next:expr, $($arg:expr),*) => {
+        match $next.get() {
+            Some(real) => {
+                // SAFETY: forwarding the caller's arguments unchanged.
+                #[allow(unused_unsafe)]
+                let rc = unsafe { real($($arg),*) };
+                rc
+            }
+            None => libc::EINVAL,
+        }
+    };
+}
+
+/// The common shape of the blocking mutex acquires: try first; when the mutex was free,
+/// count the acquisition and return. Otherwise see `mutex_after_try`.
 ///
 /// # Safety
-/// `mutex` is the caller's; `block` forwards to the real function.
+/// `mutex` is the caller's; `block` forwards to the real blocking function.
 #[inline(always)]
 unsafe fn acquire_mutex(mutex: *mut pthread_mutex_t, block: impl FnOnce() -> c_int) -> c_int {
     let Some(trylock) = real_lock::MUTEX_TRYLOCK.get() else { return block() };
     // SAFETY: forwarding the caller's mutex.
-    match unsafe { trylock(mutex) } {
-        rc @ (0 | libc::EOWNERDEAD) => {
+    let tried = unsafe { trylock(mutex) };
+    if tried == 0 {
+        lock::on_acquired(mutex as usize);
+        return 0;
+    }
+    mutex_after_try(mutex, tried, block)
+}
+
+/// The try-variant failed with `tried`: EBUSY means a wait, timed around `block`; an owner
+/// that died left the mutex acquired (EOWNERDEAD, as the blocking call would say); anything
+/// else goes to `block` untimed, which reports it as the real function does.
+#[cold]
+#[inline(never)]
+fn mutex_after_try(mutex: *mut pthread_mutex_t, tried: c_int, block: impl FnOnce() -> c_int) -> c_int {
+    match tried {
+        libc::EOWNERDEAD => {
             lock::on_acquired(mutex as usize);
-            rc
+            tried
         }
-        libc::EBUSY => lock::contended(mutex as usize, true, || {
+        libc::EBUSY => lock::contended(mutex as usize, true, move || {
             let rc = block();
             (rc, mutex_outcome(rc))
         }),
@@ -98,43 +129,35 @@ unsafe fn acquire_mutex(mutex: *mut pthread_mutex_t, block: impl FnOnce() -> c_i
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_mutex_lock(mutex: *mut pthread_mutex_t) -> c_int {
-    let Some(real) = real_lock::MUTEX_LOCK.get() else { return libc::EINVAL };
-    if !lock::enabled() {
+    if lock::enabled() {
         // SAFETY: forwarding.
-        return unsafe { real(mutex) };
+        return unsafe { acquire_mutex(mutex, move || forward!(real_lock::MUTEX_LOCK, mutex)) };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_mutex(mutex, || real(mutex)) }
+    forward!(real_lock::MUTEX_LOCK, mutex)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_mutex_timedlock(mutex: *mut pthread_mutex_t, abstime: *const timespec) -> c_int {
-    let Some(real) = real_lock::MUTEX_TIMEDLOCK.get() else { return libc::EINVAL };
-    if !lock::enabled() {
+    if lock::enabled() {
         // SAFETY: forwarding.
-        return unsafe { real(mutex, abstime) };
+        return unsafe { acquire_mutex(mutex, move || forward!(real_lock::MUTEX_TIMEDLOCK, mutex, abstime)) };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_mutex(mutex, || real(mutex, abstime)) }
+    forward!(real_lock::MUTEX_TIMEDLOCK, mutex, abstime)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_mutex_clocklock(mutex: *mut pthread_mutex_t, clock: clockid_t, abstime: *const timespec) -> c_int {
-    let Some(real) = real_lock::MUTEX_CLOCKLOCK.get() else { return libc::EINVAL };
     // glibc rejects other clocks before trying the mutex.
-    if !lock::enabled() || !valid_clock(clock) {
+    if lock::enabled() && valid_clock(clock) {
         // SAFETY: forwarding.
-        return unsafe { real(mutex, clock, abstime) };
+        return unsafe { acquire_mutex(mutex, move || forward!(real_lock::MUTEX_CLOCKLOCK, mutex, clock, abstime)) };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_mutex(mutex, || real(mutex, clock, abstime)) }
+    forward!(real_lock::MUTEX_CLOCKLOCK, mutex, clock, abstime)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_mutex_trylock(mutex: *mut pthread_mutex_t) -> c_int {
-    let Some(real) = real_lock::MUTEX_TRYLOCK.get() else { return libc::EINVAL };
-    // SAFETY: forwarding.
-    let rc = unsafe { real(mutex) };
+    let rc = forward!(real_lock::MUTEX_TRYLOCK, mutex);
     if (rc == 0 || rc == libc::EOWNERDEAD) && lock::enabled() {
         lock::on_acquired(mutex as usize);
     }
@@ -143,19 +166,18 @@ pub unsafe extern "C" fn pthread_mutex_trylock(mutex: *mut pthread_mutex_t) -> c
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_mutex_unlock(mutex: *mut pthread_mutex_t) -> c_int {
-    let Some(real) = real_lock::MUTEX_UNLOCK.get() else { return libc::EINVAL };
-    if !lock::holds_sampled() {
-        // SAFETY: forwarding.
-        return unsafe { real(mutex) };
+    if lock::holds_sampled() {
+        return lock::release(mutex as usize, move || forward!(real_lock::MUTEX_UNLOCK, mutex));
     }
-    // SAFETY: forwarding.
-    lock::release(mutex as usize, || unsafe { real(mutex) })
+    forward!(real_lock::MUTEX_UNLOCK, mutex)
 }
 
 // ---------------------------------------------------------------- rwlocks
 
+/// As `acquire_mutex`, with the read or write try-variant.
+///
 /// # Safety
-/// `rwlock` is the caller's; `block` forwards to the real function.
+/// `rwlock` is the caller's; `block` forwards to the real blocking function.
 #[inline(always)]
 unsafe fn acquire_rwlock(
     rwlock: *mut pthread_rwlock_t,
@@ -164,12 +186,19 @@ unsafe fn acquire_rwlock(
 ) -> c_int {
     let Some(trylock) = trylock else { return block() };
     // SAFETY: forwarding the caller's rwlock.
-    match unsafe { trylock(rwlock) } {
-        0 => {
-            lock::on_acquired(rwlock as usize);
-            0
-        }
-        libc::EBUSY => lock::contended(rwlock as usize, true, || {
+    let tried = unsafe { trylock(rwlock) };
+    if tried == 0 {
+        lock::on_acquired(rwlock as usize);
+        return 0;
+    }
+    rwlock_after_try(rwlock, tried, block)
+}
+
+#[cold]
+#[inline(never)]
+fn rwlock_after_try(rwlock: *mut pthread_rwlock_t, tried: c_int, block: impl FnOnce() -> c_int) -> c_int {
+    match tried {
+        libc::EBUSY => lock::contended(rwlock as usize, true, move || {
             let rc = block();
             (rc, rwlock_outcome(rc))
         }),
@@ -177,82 +206,96 @@ unsafe fn acquire_rwlock(
     }
 }
 
+/// glibc checks a given timeout (and clock) of rwlock waits before looking at the lock.
+///
+/// # Safety
+/// `abstime` is null or the caller's timespec.
+unsafe fn rwlock_args_ok(clock: clockid_t, abstime: *const timespec) -> bool {
+    // SAFETY: as documented.
+    abstime.is_null() || (valid_clock(clock) && unsafe { valid_abstime(abstime) })
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_rdlock(rwlock: *mut pthread_rwlock_t) -> c_int {
-    let Some(real) = real_lock::RWLOCK_RDLOCK.get() else { return libc::EINVAL };
-    if !lock::enabled() {
+    if lock::enabled() {
         // SAFETY: forwarding.
-        return unsafe { real(rwlock) };
+        return unsafe {
+            acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), move || forward!(real_lock::RWLOCK_RDLOCK, rwlock))
+        };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), || real(rwlock)) }
+    forward!(real_lock::RWLOCK_RDLOCK, rwlock)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_wrlock(rwlock: *mut pthread_rwlock_t) -> c_int {
-    let Some(real) = real_lock::RWLOCK_WRLOCK.get() else { return libc::EINVAL };
-    if !lock::enabled() {
+    if lock::enabled() {
         // SAFETY: forwarding.
-        return unsafe { real(rwlock) };
+        return unsafe {
+            acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), move || forward!(real_lock::RWLOCK_WRLOCK, rwlock))
+        };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), || real(rwlock)) }
+    forward!(real_lock::RWLOCK_WRLOCK, rwlock)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_timedrdlock(rwlock: *mut pthread_rwlock_t, abstime: *const timespec) -> c_int {
-    let Some(real) = real_lock::RWLOCK_TIMEDRDLOCK.get() else { return libc::EINVAL };
-    // glibc checks a given timeout before looking at the lock.
     // SAFETY: abstime is the caller's, passed to glibc as well.
-    if !lock::enabled() || (!abstime.is_null() && !unsafe { valid_abstime(abstime) }) {
+    if lock::enabled() && unsafe { rwlock_args_ok(libc::CLOCK_REALTIME, abstime) } {
         // SAFETY: forwarding.
-        return unsafe { real(rwlock, abstime) };
+        return unsafe {
+            acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), move || {
+                forward!(real_lock::RWLOCK_TIMEDRDLOCK, rwlock, abstime)
+            })
+        };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), || real(rwlock, abstime)) }
+    forward!(real_lock::RWLOCK_TIMEDRDLOCK, rwlock, abstime)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_timedwrlock(rwlock: *mut pthread_rwlock_t, abstime: *const timespec) -> c_int {
-    let Some(real) = real_lock::RWLOCK_TIMEDWRLOCK.get() else { return libc::EINVAL };
-    // SAFETY: as in timedrdlock.
-    if !lock::enabled() || (!abstime.is_null() && !unsafe { valid_abstime(abstime) }) {
+    // SAFETY: abstime is the caller's, passed to glibc as well.
+    if lock::enabled() && unsafe { rwlock_args_ok(libc::CLOCK_REALTIME, abstime) } {
         // SAFETY: forwarding.
-        return unsafe { real(rwlock, abstime) };
+        return unsafe {
+            acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), move || {
+                forward!(real_lock::RWLOCK_TIMEDWRLOCK, rwlock, abstime)
+            })
+        };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), || real(rwlock, abstime)) }
+    forward!(real_lock::RWLOCK_TIMEDWRLOCK, rwlock, abstime)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_clockrdlock(rwlock: *mut pthread_rwlock_t, clock: clockid_t, abstime: *const timespec) -> c_int {
-    let Some(real) = real_lock::RWLOCK_CLOCKRDLOCK.get() else { return libc::EINVAL };
-    // SAFETY: as in timedrdlock.
-    if !lock::enabled() || (!abstime.is_null() && !(valid_clock(clock) && unsafe { valid_abstime(abstime) })) {
+    // SAFETY: abstime is the caller's, passed to glibc as well.
+    if lock::enabled() && unsafe { rwlock_args_ok(clock, abstime) } {
         // SAFETY: forwarding.
-        return unsafe { real(rwlock, clock, abstime) };
+        return unsafe {
+            acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), move || {
+                forward!(real_lock::RWLOCK_CLOCKRDLOCK, rwlock, clock, abstime)
+            })
+        };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYRDLOCK.get(), || real(rwlock, clock, abstime)) }
+    forward!(real_lock::RWLOCK_CLOCKRDLOCK, rwlock, clock, abstime)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_clockwrlock(rwlock: *mut pthread_rwlock_t, clock: clockid_t, abstime: *const timespec) -> c_int {
-    let Some(real) = real_lock::RWLOCK_CLOCKWRLOCK.get() else { return libc::EINVAL };
-    // SAFETY: as in timedrdlock.
-    if !lock::enabled() || (!abstime.is_null() && !(valid_clock(clock) && unsafe { valid_abstime(abstime) })) {
+    // SAFETY: abstime is the caller's, passed to glibc as well.
+    if lock::enabled() && unsafe { rwlock_args_ok(clock, abstime) } {
         // SAFETY: forwarding.
-        return unsafe { real(rwlock, clock, abstime) };
+        return unsafe {
+            acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), move || {
+                forward!(real_lock::RWLOCK_CLOCKWRLOCK, rwlock, clock, abstime)
+            })
+        };
     }
-    // SAFETY: forwarding.
-    unsafe { acquire_rwlock(rwlock, real_lock::RWLOCK_TRYWRLOCK.get(), || real(rwlock, clock, abstime)) }
+    forward!(real_lock::RWLOCK_CLOCKWRLOCK, rwlock, clock, abstime)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_tryrdlock(rwlock: *mut pthread_rwlock_t) -> c_int {
-    let Some(real) = real_lock::RWLOCK_TRYRDLOCK.get() else { return libc::EINVAL };
-    // SAFETY: forwarding.
-    let rc = unsafe { real(rwlock) };
+    let rc = forward!(real_lock::RWLOCK_TRYRDLOCK, rwlock);
     if rc == 0 && lock::enabled() {
         lock::on_acquired(rwlock as usize);
     }
@@ -261,9 +304,7 @@ pub unsafe extern "C" fn pthread_rwlock_tryrdlock(rwlock: *mut pthread_rwlock_t)
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_trywrlock(rwlock: *mut pthread_rwlock_t) -> c_int {
-    let Some(real) = real_lock::RWLOCK_TRYWRLOCK.get() else { return libc::EINVAL };
-    // SAFETY: forwarding.
-    let rc = unsafe { real(rwlock) };
+    let rc = forward!(real_lock::RWLOCK_TRYWRLOCK, rwlock);
     if rc == 0 && lock::enabled() {
         lock::on_acquired(rwlock as usize);
     }
@@ -272,13 +313,10 @@ pub unsafe extern "C" fn pthread_rwlock_trywrlock(rwlock: *mut pthread_rwlock_t)
 
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_unlock(rwlock: *mut pthread_rwlock_t) -> c_int {
-    let Some(real) = real_lock::RWLOCK_UNLOCK.get() else { return libc::EINVAL };
-    if !lock::holds_sampled() {
-        // SAFETY: forwarding.
-        return unsafe { real(rwlock) };
+    if lock::holds_sampled() {
+        return lock::release(rwlock as usize, move || forward!(real_lock::RWLOCK_UNLOCK, rwlock));
     }
-    // SAFETY: forwarding.
-    lock::release(rwlock as usize, || unsafe { real(rwlock) })
+    forward!(real_lock::RWLOCK_UNLOCK, rwlock)
 }
 
 // ---------------------------------------------------------------- semaphores

@@ -73,22 +73,97 @@ unsafe fn call_exit(next: usize, status: libc::c_int) -> ! {
     unreachable!("exit_group returned")
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn execve(
-    path: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-) -> libc::c_int {
+// ---------------------------------------------------------------- exec
+//
+// glibc's execv, execvp, execvpe, fexecve and execveat reach the kernel through its internal
+// __execve, not through the `execve` symbol, so each needs its own hook or the old image's
+// samples are lost. The variadic execl, execlp and execle cannot be defined in stable Rust;
+// after them the new image still profiles itself, only the old image's last unexported
+// samples are lost.
+
+static EXECV: real::NextSymbol = real::NextSymbol::new(b"execv\0");
+static EXECVP: real::NextSymbol = real::NextSymbol::new(b"execvp\0");
+static EXECVPE: real::NextSymbol = real::NextSymbol::new(b"execvpe\0");
+static FEXECVE: real::NextSymbol = real::NextSymbol::new(b"fexecve\0");
+static EXECVEAT: real::NextSymbol = real::NextSymbol::new(b"execveat\0");
+
+type Argv = *const *const libc::c_char;
+type ExecvFn = unsafe extern "C" fn(*const libc::c_char, Argv) -> libc::c_int;
+type FexecveFn = unsafe extern "C" fn(libc::c_int, Argv, Argv) -> libc::c_int;
+type ExecveatFn = unsafe extern "C" fn(libc::c_int, *const libc::c_char, Argv, Argv, libc::c_int) -> libc::c_int;
+
+/// Looks the next exec functions up ahead of time (at start-up, on the main thread): a
+/// vfork child calling one of them must not be the first to run `dlsym`, which allocates
+/// in memory it shares with its parent.
+pub fn resolve_next_symbols() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    for symbol in [&real::EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE, &EXECVEAT, &real::EXIT_UNDERSCORE, &real::EXIT_CAPITAL] {
+        symbol.get();
+    }
+}
+
+/// Writes this image's profile, then runs `call` with the next definition (`next`, 0 when
+/// there is none). Returns only when the exec failed, with the exec's errno intact.
+fn exec_through(next: usize, call: impl FnOnce(usize) -> libc::c_int) -> libc::c_int {
     // The new image starts its own profile (LD_PRELOAD is inherited); write this one first.
     crate::runtime::before_exec();
-    let next = real::EXECVE.get();
     if next == 0 {
         // SAFETY: errno location is valid for this thread.
         unsafe { *libc::__errno_location() = libc::ENOSYS };
         return -1;
     }
-    // SAFETY: the next execve, called with the caller's arguments.
-    let rc = unsafe { std::mem::transmute::<usize, ExecveFn>(next)(path, argv, envp) };
+    let rc = call(next);
+    // SAFETY: as above.
+    let errno = unsafe { *libc::__errno_location() };
     crate::runtime::after_failed_exec();
+    // SAFETY: as above. Callers that search PATH themselves (CPython's os.execvp) look at it.
+    unsafe { *libc::__errno_location() = errno };
     rc
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execve(path: *const libc::c_char, argv: Argv, envp: Argv) -> libc::c_int {
+    // SAFETY: the next execve, called with the caller's arguments.
+    exec_through(real::EXECVE.get(), |next| unsafe { std::mem::transmute::<usize, ExecveFn>(next)(path, argv, envp) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const libc::c_char, argv: Argv) -> libc::c_int {
+    // SAFETY: the next execv, called with the caller's arguments.
+    exec_through(EXECV.get(), |next| unsafe { std::mem::transmute::<usize, ExecvFn>(next)(path, argv) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const libc::c_char, argv: Argv) -> libc::c_int {
+    // SAFETY: the next execvp, called with the caller's arguments.
+    exec_through(EXECVP.get(), |next| unsafe { std::mem::transmute::<usize, ExecvFn>(next)(file, argv) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(file: *const libc::c_char, argv: Argv, envp: Argv) -> libc::c_int {
+    // SAFETY: the next execvpe, called with the caller's arguments.
+    exec_through(EXECVPE.get(), |next| unsafe { std::mem::transmute::<usize, ExecveFn>(next)(file, argv, envp) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(fd: libc::c_int, argv: Argv, envp: Argv) -> libc::c_int {
+    // SAFETY: the next fexecve, called with the caller's arguments.
+    exec_through(FEXECVE.get(), |next| unsafe { std::mem::transmute::<usize, FexecveFn>(next)(fd, argv, envp) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execveat(
+    dirfd: libc::c_int,
+    path: *const libc::c_char,
+    argv: Argv,
+    envp: Argv,
+    flags: libc::c_int,
+) -> libc::c_int {
+    // SAFETY: the next execveat, called with the caller's arguments.
+    exec_through(EXECVEAT.get(), |next| unsafe {
+        std::mem::transmute::<usize, ExecveatFn>(next)(dirfd, path, argv, envp, flags)
+    })
 }

@@ -75,6 +75,8 @@ pub struct Aggregator {
     /// The last stack captured on each thread: time during which the thread did not run is
     /// attributed to it.
     last_wall_stack: HashMap<i32, Box<[u64]>>,
+    /// The last CPU-sampled stack of each thread, for the CPU it uses after it (see add_cpu).
+    last_cpu_stack: HashMap<i32, Box<[u64]>>,
 }
 
 /// How long wall events wait before being applied (see `apply_wall_events`).
@@ -105,6 +107,7 @@ impl Aggregator {
             heap_events: Vec::new(),
             wall_events: Vec::new(),
             last_wall_stack: HashMap::new(),
+            last_cpu_stack: HashMap::new(),
             own_text: crate::sample::modules::text_range_containing(Aggregator::new as *const () as u64),
         }
     }
@@ -118,7 +121,7 @@ impl Aggregator {
             words
         };
         match header.kind {
-            Kind::Cpu => self.add_values(header.tid, frames, &[(CPU_SAMPLES, header.values[0] as f64), (CPU_TIME, header.values[1] as f64)]),
+            Kind::Cpu => self.add_cpu(header, frames),
             Kind::Wall => self.wall_events.push(WallEvent {
                 time: header.extra[0],
                 tid: header.tid,
@@ -131,6 +134,18 @@ impl Aggregator {
             Kind::Free => self.heap_events.push(HeapEvent::Free { seq: header.values[1], addr: header.extra[0] }),
             // Produced by a later profile type; nothing records it yet.
             Kind::Lock => self.add_lock(header, frames),
+        }
+    }
+
+    /// A CPU sample; one without frames is the unsampled CPU of an exiting thread, which goes
+    /// to the thread's last sampled stack.
+    fn add_cpu(&mut self, header: &Header, frames: &[u64]) {
+        let values = [(CPU_SAMPLES, header.values[0] as f64), (CPU_TIME, header.values[1] as f64)];
+        if !frames.is_empty() {
+            self.last_cpu_stack.insert(header.tid, frames.into());
+            self.add_values(header.tid, frames, &values);
+        } else if let Some(last) = self.last_cpu_stack.remove(&header.tid) {
+            self.add_values(header.tid, &last, &values);
         }
     }
 
@@ -243,6 +258,7 @@ impl Aggregator {
         let names = self.thread_names.clone();
         self.thread_names.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
         self.last_wall_stack.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
+        self.last_cpu_stack.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
         let period = Period { start: self.start, end, samples, thread_names: names, dropped: self.dropped };
         self.start = end;
         self.dropped = 0;

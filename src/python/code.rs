@@ -5,7 +5,10 @@
 //! is checked (`ob_type == &PyCode_Type`, strings are `str`, tables are `bytes`) before it is
 //! trusted. A cached entry is re-checked against the object's identity (name, file and line
 //! table pointers, first line) once it is older than `RECHECK`, so an address reused by
-//! another code object is noticed.
+//! another code object is noticed; an entry whose object has just become unreadable is still
+//! used for a short while (`STILL_TRUSTED`), for the samples drained after the interpreter
+//! has finalized. Code that ran only in the last drain interval before finalization cannot
+//! be named (its frames are dropped).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use super::linetable;
 use super::memory::{self, u32_at, u64_at};
 
 const RECHECK: Duration = Duration::from_millis(50);
+const STILL_TRUSTED: Duration = Duration::from_secs(2);
 const MAX_CODES: usize = 1 << 16;
 const MAX_NAME_CHARS: u64 = 4096;
 const MAX_TABLE_BYTES: u64 = 1 << 20;
@@ -53,16 +57,14 @@ impl CodeCache {
         let fresh = self.codes.get(&code).is_some_and(|c| c.checked.elapsed() < RECHECK);
         if !fresh {
             let Some(header) = read_header(t, code) else {
-                self.codes.remove(&code);
-                return Resolved::Invalid;
+                return self.gone(t, code, offset, generator);
             };
             let ident = identity(t, &header);
             match self.codes.get_mut(&code) {
                 Some(c) if c.ident == ident => c.checked = Instant::now(),
                 _ => {
                     let Some(info) = decode(t, &header, ident) else {
-                        self.codes.remove(&code);
-                        return Resolved::Invalid;
+                        return self.gone(t, code, offset, generator);
                     };
                     if self.codes.len() >= MAX_CODES {
                         self.codes.clear();
@@ -71,6 +73,23 @@ impl CodeCache {
                 }
             }
         }
+        self.describe(t, code, offset, generator)
+    }
+
+    /// The code object is no longer readable. Samples are resolved up to 100 ms after they
+    /// were taken, and the last ones after the interpreter has finalized (freeing every code
+    /// object): an entry confirmed a moment ago still describes the code those samples saw.
+    fn gone(&mut self, t: &Target, code: u64, offset: i64, generator: bool) -> Resolved {
+        match self.codes.get(&code) {
+            Some(c) if c.checked.elapsed() < STILL_TRUSTED => self.describe(t, code, offset, generator),
+            _ => {
+                self.codes.remove(&code);
+                Resolved::Invalid
+            }
+        }
+    }
+
+    fn describe(&mut self, t: &Target, code: u64, offset: i64, generator: bool) -> Resolved {
         let info = self.codes.get_mut(&code).expect("just checked or inserted");
         if t.layout.code_firsttraceable != ABSENT && !generator && offset < info.first_traceable {
             return Resolved::Incomplete;

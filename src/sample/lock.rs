@@ -53,6 +53,8 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static WAIT_INTERVAL_NS: AtomicU64 = AtomicU64::new(100_000);
 /// One acquisition in N is followed until its release.
 static HOLD_EVERY: AtomicU64 = AtomicU64::new(100);
+/// ln(1 − 1/N) as f64 bits, for the geometric draws.
+static HOLD_LN_KEEP: AtomicU64 = AtomicU64::new(0);
 /// Holds being followed in the process (entries of every thread's array). While it is 0, a
 /// release needs no look at its thread's state. Entries of threads that exit holding a lock
 /// stay counted: releases then merely take the slower path.
@@ -73,6 +75,7 @@ pub enum Waited {
 pub fn configure(enabled: bool, wait_interval_ns: u64, hold_every: u64) {
     WAIT_INTERVAL_NS.store(wait_interval_ns.max(1), Ordering::Relaxed);
     HOLD_EVERY.store(hold_every.max(1), Ordering::Relaxed);
+    HOLD_LN_KEEP.store(ln_keep(hold_every).to_bits(), Ordering::Relaxed);
     if enabled {
         crate::real_lock::resolve_all();
     }
@@ -205,9 +208,6 @@ pub fn contended(lock: usize, track_hold: bool, block: impl FnOnce() -> (libc::c
 #[cold]
 #[inline(never)]
 pub fn release(lock: usize, unlock: impl FnOnce() -> libc::c_int) -> libc::c_int {
-    if thread::with(|s| s.in_profiler.get()) {
-        return unlock();
-    }
     let Some(since) = take_hold(lock) else { return unlock() };
     let held = now_ns().saturating_sub(since);
     let rc = unlock();
@@ -222,9 +222,6 @@ pub fn release(lock: usize, unlock: impl FnOnce() -> libc::c_int) -> libc::c_int
 #[cold]
 #[inline(never)]
 pub fn cond_suspend(mutex: usize) -> bool {
-    if thread::with(|s| s.in_profiler.get()) {
-        return false;
-    }
     let Some(since) = take_hold(mutex) else { return false };
     let held = now_ns().saturating_sub(since);
     on_held(mutex, held);
@@ -243,34 +240,41 @@ pub fn cond_resume(mutex: usize) {
 #[cold]
 #[inline(never)]
 fn on_hold_sample_point(lock: usize) {
-    let every = HOLD_EVERY.load(Ordering::Relaxed);
-    let started = thread::with(|s| s.lock_hold_started.replace(true));
-    let gap = draw_gap(every);
+    let (started, inside) = thread::with(|s| (s.lock_hold_started.replace(true), s.in_profiler.get()));
+    let gap = draw_gap();
     if !started {
         // First acquisition on this thread: it is acquisition 1 of the first gap.
         if gap > 1 {
             countdown::set(gap - 1);
             return;
         }
-        countdown::set(draw_gap(every));
+        countdown::set(draw_gap());
     } else {
         countdown::set(gap);
     }
-    if !enabled() || thread::with(|s| s.in_profiler.get()) {
-        return;
+    if enabled() && !inside {
+        open_hold(lock);
     }
-    open_hold(lock);
 }
 
-/// Acquisitions until the next sampled one: geometric on {1, 2, …} with mean `every`, i.e.
-/// every acquisition is sampled with probability 1/every, independently.
-fn draw_gap(every: u64) -> i64 {
-    if every <= 1 {
-        return 1;
+/// Acquisitions until the next followed one: geometric on {1, 2, …} with mean N, i.e. every
+/// acquisition is followed with probability 1/N, independently.
+fn draw_gap() -> i64 {
+    let ln_keep = f64::from_bits(HOLD_LN_KEEP.load(Ordering::Relaxed));
+    if ln_keep >= 0.0 {
+        return 1; // N = 1
     }
-    let ln_keep = (-1.0 / every as f64).ln_1p(); // ln(1 − 1/N) < 0
     let gap = (thread::uniform().ln() / ln_keep).ceil();
     (gap as i64).max(1)
+}
+
+/// ln(1 − 1/N) (0 for N = 1), stored as f64 bits.
+fn ln_keep(every: u64) -> f64 {
+    if every <= 1 {
+        0.0
+    } else {
+        (-1.0 / every as f64).ln_1p()
+    }
 }
 
 /// Nanoseconds until the next sample point: exponential with mean T.
@@ -282,19 +286,19 @@ fn draw_time_interval() -> i64 {
 /// Counts `ns` down a per-thread exponential countdown (`left`, `started`); true when it
 /// crossed a sample point, which happens with probability 1 − exp(−ns/T) whatever came before.
 fn crosses(ns: u64, field: impl Fn(&thread::ThreadState) -> (&std::cell::Cell<i64>, &std::cell::Cell<bool>)) -> bool {
-    let started = thread::with(|s| field(s).1.replace(true));
-    if !started {
-        let first = draw_time_interval();
-        thread::with(|s| field(s).0.set(first));
-    }
-    let left = thread::with(|s| field(s).0.get()) - ns.min(i64::MAX as u64) as i64;
-    if left > 0 {
-        thread::with(|s| field(s).0.set(left));
-        return false;
-    }
-    let next = draw_time_interval();
-    thread::with(|s| field(s).0.set(next));
-    true
+    thread::with(|s| {
+        let (left, started) = field(s);
+        if !started.replace(true) {
+            left.set(draw_time_interval());
+        }
+        let rest = left.get() - ns.min(i64::MAX as u64) as i64;
+        if rest > 0 {
+            left.set(rest);
+            return false;
+        }
+        left.set(draw_time_interval());
+        true
+    })
 }
 
 fn on_waited(lock: usize, waited: u64) {
@@ -337,6 +341,9 @@ fn open_hold(lock: usize) {
 /// recursive mutex may appear twice) and returns its start time.
 fn take_hold(lock: usize) -> Option<u64> {
     thread::with(|s| {
+        if s.in_profiler.get() {
+            return None;
+        }
         let n = (s.lock_held_count.get() as usize).min(LOCK_HELD_MAX);
         let i = (0..n).rev().find(|&i| s.lock_held_addr[i].get() == lock as u64)?;
         let since = s.lock_held_since[i].get();
@@ -393,13 +400,22 @@ mod tests {
 
     #[test]
     fn gaps_are_geometric_with_the_configured_mean() {
+        // Draws with an explicit N (the static is shared with other tests).
+        let draw = |every: u64| {
+            let k = ln_keep(every);
+            if k >= 0.0 {
+                1
+            } else {
+                ((thread::uniform().ln() / k).ceil() as i64).max(1)
+            }
+        };
         for every in [1u64, 2, 10, 100] {
             let n = 200_000;
-            let sum: i64 = (0..n).map(|_| draw_gap(every)).sum();
+            let sum: i64 = (0..n).map(|_| draw(every)).sum();
             let mean = sum as f64 / n as f64;
             assert!((mean - every as f64).abs() <= 0.03 * every as f64, "N={every}: mean gap {mean}");
         }
-        assert!((0..1000).all(|_| draw_gap(1) == 1));
+        assert!((0..1000).all(|_| draw(1) == 1));
     }
 
     #[test]
