@@ -64,16 +64,10 @@ int main(void) {
 #else
     field("interp_threads_head", offsetof(PyInterpreterState, tstate_head));
 #endif
-    field("tstate_size", sizeof(PyThreadState));
     field("tstate_prev", offsetof(PyThreadState, prev));
     field("tstate_next", offsetof(PyThreadState, next));
     field("tstate_interp", offsetof(PyThreadState, interp));
     field("tstate_thread_id", offsetof(PyThreadState, thread_id));
-#if PY_VERSION_HEX >= 0x030B0000
-    field("tstate_native_thread_id", offsetof(PyThreadState, native_thread_id));
-#else
-    absent("tstate_native_thread_id");
-#endif
 #if PY_VERSION_HEX >= 0x030B0000
     /* The chunk of the thread's frame stack that holds the newest frames. */
     field("tstate_datastack_chunk", offsetof(PyThreadState, datastack_chunk));

@@ -48,6 +48,7 @@ done
     echo "#[allow(unused_imports)]"
     echo "use super::layout::{DebugCheck, Layout, ABSENT};"
     echo ""
+    echo "#[rustfmt::skip]"
     echo "pub const LAYOUTS: &[Layout] = &["
 } > "$work/table"
 

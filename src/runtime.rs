@@ -87,6 +87,8 @@ pub fn on_thread_start() {
     if !active() {
         return;
     }
+    // The library's own allocations here (stack bounds, timer registry) are not the thread's.
+    let _guard = thread::ReentrancyGuard::enter();
     crate::hooks::process::resolve_next_symbols();
     thread::register_current();
     let key = THREAD_EXIT_KEY.load(Ordering::Acquire);
@@ -221,11 +223,25 @@ fn install_fork_handlers() {
 /// The forking thread must not take SIGPROF during fork: in big processes the signal can
 /// keep restarting clone() (DESIGN.md §3 rule 11).
 unsafe extern "C" fn before_fork() {
-    thread::block_cpu_signal();
+    // SAFETY: both sets are valid; `old` receives the thread's mask before the change.
+    let was_blocked = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPROF);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) == 0 && libc::sigismember(&old, libc::SIGPROF) == 1
+    };
+    // glibc runs prepare handler, fork and parent/child handlers of one fork under its atfork
+    // lock, so a single flag is enough even when several threads fork.
+    SIGPROF_BLOCKED_BEFORE_FORK.store(was_blocked, Ordering::Relaxed);
 }
 
+/// Whether the forking thread had SIGPROF blocked already: then it stays blocked after the
+/// fork, on both sides (the program's signal mask is the program's business).
+static SIGPROF_BLOCKED_BEFORE_FORK: AtomicBool = AtomicBool::new(false);
+
 unsafe extern "C" fn after_fork_in_parent() {
-    unblock_cpu_signal();
+    restore_cpu_signal_after_fork();
 }
 
 /// In the child only the forking thread exists. Every lock and buffer shared with the
@@ -233,9 +249,11 @@ unsafe extern "C" fn after_fork_in_parent() {
 /// child gets its own exporter and timer, so it leaves profiles under its own pid.
 unsafe extern "C" fn after_fork_in_child() {
     if !active() {
-        unblock_cpu_signal();
+        restore_cpu_signal_after_fork();
         return;
     }
+    // The library's own allocations here (exporter, timers) are not the program's.
+    let _guard = thread::ReentrancyGuard::enter();
     // SAFETY: getpid has no preconditions.
     OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
     FINAL_FLUSH_DONE.store(false, Ordering::Release);
@@ -255,7 +273,13 @@ unsafe extern "C" fn after_fork_in_child() {
     if let Some(config) = config() {
         wall::after_fork_in_child(thread::with(|s| s.tid.get()), config.wall_interval);
     }
-    unblock_cpu_signal();
+    restore_cpu_signal_after_fork();
+}
+
+fn restore_cpu_signal_after_fork() {
+    if !SIGPROF_BLOCKED_BEFORE_FORK.load(Ordering::Relaxed) {
+        unblock_cpu_signal();
+    }
 }
 
 fn unblock_cpu_signal() {

@@ -30,6 +30,9 @@ pub struct ThreadState {
     /// CPU time when the last one was done (see sample/wall.rs).
     pub wall_captures: AtomicU64,
     pub wall_capture_cpu_ns: AtomicU64,
+    /// User pc and sp of the context its last wall stack was captured in.
+    pub wall_capture_pc: AtomicU64,
+    pub wall_capture_sp: AtomicU64,
     /// Lock sampling (see sample/lock.rs; its acquisition countdown lives in its own
     /// initial-exec TLS word, read on every acquisition).
     pub lock_hold_started: Cell<bool>,
@@ -62,6 +65,8 @@ impl ThreadState {
             rng: Cell::new(0),
             wall_captures: AtomicU64::new(0),
             wall_capture_cpu_ns: AtomicU64::new(0),
+            wall_capture_pc: AtomicU64::new(0),
+            wall_capture_sp: AtomicU64::new(0),
             lock_hold_started: Cell::new(false),
             lock_wait_left: Cell::new(0),
             lock_wait_started: Cell::new(false),

@@ -2,10 +2,11 @@
 //! leaves its own profile, nothing hangs, children that share our memory write nothing, and
 //! per-thread resources do not pile up.
 //!
-//! Runtime: the whole file takes about a minute on 2 cores. The counts the issue asks for
-//! are kept (500 forks in the storm, 2 GiB × 50 forks) except for the thread churn, scaled
-//! from 100 000 to 60 000 threads: thread creation alone costs ~120 µs here, and the
-//! resident memory of the library already levels off after ~35 000 threads (pid_max).
+//! Runtime: about 1.5 minutes on 2 (shared, busy) cores. Scaled down from the issue: the
+//! fork storm (300 forks instead of 500, see its test) and the thread churn (60 000 threads
+//! instead of 100 000: creating and joining one costs ~120 µs here even without the
+//! library, and the library's resident memory levels off after ~35 000 threads, pid_max).
+//! The 2 GiB × 50 forks test keeps the issue's numbers.
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,13 +168,16 @@ fn fork_storm(forks: usize, extra_env: &[(&str, &str)], timeout: u64) -> (usize,
     (children.len(), elapsed)
 }
 
-/// The issue's storm: 500 forks. Heap and wall profiling are off here because they give
-/// every child samples to symbolize at exit, and a fresh process symbolizes from scratch
-/// (0.1–0.5 s each on 2 busy cores); the next test runs them on a shorter storm.
+/// The issue's storm, scaled from 500 to 300 forks: on a loaded 2-core machine a fork and
+/// reap costs ~140 ms with the library (the child starts an exporter thread and writes its
+/// final profile, each step waiting for a CPU) against ~10 ms without, and 500 forks took
+/// 90 s. Heap and wall profiling are off here because they give every child samples to
+/// symbolize at exit, and a fresh process symbolizes from scratch (0.1–0.5 s each); the
+/// next test runs them on a shorter storm.
 #[test]
-fn fork_storm_500_children_exit_cleanly_and_each_leaves_its_own_profile() {
+fn fork_storm_children_exit_cleanly_and_each_leaves_its_own_profile() {
     fork_storm(
-        500,
+        300,
         &[
             ("DD_PROFILING_HEAP_ENABLED", "false"),
             ("DD_PROFILING_WALL_ENABLED", "false"),
@@ -182,8 +186,6 @@ fn fork_storm_500_children_exit_cleanly_and_each_leaves_its_own_profile() {
     );
 }
 
-/// Every profile type on, the live-heap set (inherited by each child) and the wall sampler
-/// included: 40 forks.
 #[test]
 fn fork_storm_with_every_profile_type_on() {
     fork_storm(
@@ -388,6 +390,30 @@ fn exec_keeps_the_old_images_samples_and_the_new_image_profiles_itself() {
     );
 }
 
+/// glibc's execv/execvp/execvpe reach the kernel without going through `execve`: the
+/// library hooks them too, so the old image's profile is written before the exec. (The new
+/// image runs without the library here, so nothing else writes under this pid.)
+#[test]
+fn execvp_writes_the_old_images_profile_before_the_exec() {
+    let out = common::run(common::program("fork_exec.c"))
+        .arg("--no-preload")
+        .arg("sh")
+        .arg("-c")
+        .arg("echo exec-ok=1")
+        .env("DD_PROFILING_UPLOAD_PERIOD", "3600")
+        .go();
+    out.assert_success();
+    assert_eq!(out.value::<i32>("exec-ok"), 1, "{}", out.describe_run());
+    let pid: u32 = out.value("pid");
+    assert_no_stray_files(&out);
+    let m = merged_of(&out, pid);
+    assert!(
+        m.samples.iter().any(|s| s.has_function("burn_before_exec")),
+        "no profile with the pre-exec image's samples\n{}",
+        out.describe()
+    );
+}
+
 /// `sh -c 'exec python3.11 script.py'` yields python's profile.
 #[test]
 fn sh_exec_python_yields_pythons_profile() {
@@ -507,6 +533,17 @@ fn raw_clone_threads_and_processes_are_not_broken() {
         "CPU profiling of the parent broke after the raw clones\n{}",
         out.describe()
     );
+}
+
+/// The library blocks SIGPROF around fork (a signal can keep restarting a long clone());
+/// afterwards the program's own mask is back on both sides, blocked or not.
+#[test]
+fn fork_gives_the_program_its_signal_mask_back() {
+    let out = common::run(common::program("fork_sigmask.c")).go();
+    out.assert_success();
+    for key in ["blocked_parent", "blocked_child", "unblocked_parent", "unblocked_child"] {
+        assert_eq!(out.value::<i32>(key), 1, "{key}\n{}", out.describe_run());
+    }
 }
 
 /// `pthread_setname_np` names appear in the `thread name` label, also for a thread that

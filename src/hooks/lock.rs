@@ -11,6 +11,9 @@
 //! Not seen: locks taken inside glibc without the PLT (the re-lock inside
 //! `pthread_cond_wait`, see `sample/lock.rs`), statically linked programs, and locks that do
 //! not use these functions (futex-based locks of other runtimes: Rust's std, Go, …).
+//!
+//! Each hook has exactly the contract (`# Safety`) of the C function it replaces.
+#![allow(clippy::missing_safety_doc)]
 
 use libc::{c_int, clockid_t, pthread_cond_t, pthread_mutex_t, pthread_rwlock_t, sem_t, timespec};
 
@@ -349,13 +352,13 @@ pub unsafe extern "C" fn sem_wait(sem: *mut sem_t) -> c_int {
     };
     if !lock::enabled() {
         // SAFETY: forwarding.
-        return unsafe { real(sem) };
+        return restart_after_wall_signal(|| unsafe { real(sem) });
     }
     // sem_wait is a cancellation point even when it need not block.
     // SAFETY: no preconditions.
     unsafe { pthread_testcancel() };
     // SAFETY: forwarding.
-    unsafe { acquire_sem(sem, || real(sem)) }
+    unsafe { acquire_sem(sem, || restart_after_wall_signal(|| real(sem))) }
 }
 
 #[no_mangle]
@@ -367,12 +370,12 @@ pub unsafe extern "C" fn sem_timedwait(sem: *mut sem_t, abstime: *const timespec
     // SAFETY: abstime is the caller's, passed to glibc as well.
     if !lock::enabled() || !unsafe { valid_abstime(abstime) } {
         // SAFETY: forwarding.
-        return unsafe { real(sem, abstime) };
+        return restart_after_wall_signal(|| unsafe { real(sem, abstime) });
     }
     // SAFETY: no preconditions (glibc's sem_timedwait tests for cancellation first too).
     unsafe { pthread_testcancel() };
     // SAFETY: forwarding.
-    unsafe { acquire_sem(sem, || real(sem, abstime)) }
+    unsafe { acquire_sem(sem, || restart_after_wall_signal(|| real(sem, abstime))) }
 }
 
 #[no_mangle]
@@ -384,10 +387,28 @@ pub unsafe extern "C" fn sem_clockwait(sem: *mut sem_t, clock: clockid_t, abstim
     // SAFETY: abstime is the caller's, passed to glibc as well.
     if !lock::enabled() || !valid_clock(clock) || !unsafe { valid_abstime(abstime) } {
         // SAFETY: forwarding.
-        return unsafe { real(sem, clock, abstime) };
+        return restart_after_wall_signal(|| unsafe { real(sem, clock, abstime) });
     }
     // SAFETY: forwarding.
-    unsafe { acquire_sem(sem, || real(sem, clock, abstime)) }
+    unsafe { acquire_sem(sem, || restart_after_wall_signal(|| real(sem, clock, abstime))) }
+}
+
+/// glibc never restarts semaphore waits after a signal. When the EINTR came from the wall
+/// sampler's own signal (this thread captured a wall stack during the wait), the wait is
+/// resumed here, so the program never sees an interruption it did not cause. The deadline of
+/// the timed variants is absolute, so resuming keeps it exact. (If one of the program's own
+/// signals arrived during the same wait, its EINTR is absorbed too; its handler still ran.)
+fn restart_after_wall_signal(mut wait: impl FnMut() -> c_int) -> c_int {
+    loop {
+        let captures = crate::thread::with(|s| s.wall_captures.load(std::sync::atomic::Ordering::Acquire));
+        let rc = wait();
+        // SAFETY: errno location is valid for this thread.
+        let interrupted = rc == -1 && unsafe { *libc::__errno_location() } == libc::EINTR;
+        let ours = crate::thread::with(|s| s.wall_captures.load(std::sync::atomic::Ordering::Acquire)) != captures;
+        if !(interrupted && ours) {
+            return rc;
+        }
+    }
 }
 
 // ---------------------------------------------------------------- condition waits

@@ -80,7 +80,7 @@ impl Names {
             // The main program's link_map has an empty name.
             _ => std::fs::read_link("/proc/self/exe").ok()?,
         };
-        if let Some(name) = self.from_symbol_tables(path, addr.wrapping_sub(bias as u64)) {
+        if let Some(name) = self.in_symbol_tables(path, addr.wrapping_sub(bias as u64)) {
             return Some(name);
         }
         if info.dli_sname.is_null() {
@@ -91,7 +91,7 @@ impl Names {
         Some(with_offset(symbol, addr.wrapping_sub(info.dli_saddr as u64)))
     }
 
-    fn from_symbol_tables(&mut self, path: PathBuf, virt: u64) -> Option<String> {
+    fn in_symbol_tables(&mut self, path: PathBuf, virt: u64) -> Option<String> {
         let symbolizer = self.symbolizer.get_or_insert_with(|| Symbolizer::builder().enable_demangling(true).enable_code_info(false).build());
         let mut elf = Elf::new(path);
         elf.debug_syms = false;

@@ -28,7 +28,11 @@ const HEADER_BUF: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolved {
-    Frame { name: Arc<str>, file: Arc<str>, line: u32 },
+    Frame {
+        name: Arc<str>,
+        file: Arc<str>,
+        line: u32,
+    },
     /// A frame that has not started its first traceable instruction (3.11+); Python's own
     /// tracebacks skip these.
     Incomplete,
@@ -54,7 +58,10 @@ pub struct CodeCache {
 
 impl CodeCache {
     pub fn resolve(&mut self, t: &Target, code: u64, offset: i64, generator: bool) -> Resolved {
-        let fresh = self.codes.get(&code).is_some_and(|c| c.checked.elapsed() < RECHECK);
+        let fresh = self
+            .codes
+            .get(&code)
+            .is_some_and(|c| c.checked.elapsed() < RECHECK);
         if !fresh {
             let Some(header) = read_header(t, code) else {
                 return self.gone(t, code, offset, generator);
@@ -81,7 +88,9 @@ impl CodeCache {
     /// object): an entry confirmed a moment ago still describes the code those samples saw.
     fn gone(&mut self, t: &Target, code: u64, offset: i64, generator: bool) -> Resolved {
         match self.codes.get(&code) {
-            Some(c) if c.checked.elapsed() < STILL_TRUSTED => self.describe(t, code, offset, generator),
+            Some(c) if c.checked.elapsed() < STILL_TRUSTED => {
+                self.describe(t, code, offset, generator)
+            }
             _ => {
                 self.codes.remove(&code);
                 Resolved::Invalid
@@ -97,13 +106,21 @@ impl CodeCache {
         let line = *info.lines.entry(offset).or_insert_with(|| {
             let line = match t.layout.line_table() {
                 LineTable::Lnotab => linetable::lnotab_line(&info.table, info.first_line, offset),
-                LineTable::Linetable310 => linetable::linetable310_line(&info.table, info.first_line, offset),
-                LineTable::Locations => linetable::locations_line(&info.table, info.first_line, offset),
+                LineTable::Linetable310 => {
+                    linetable::linetable310_line(&info.table, info.first_line, offset)
+                }
+                LineTable::Locations => {
+                    linetable::locations_line(&info.table, info.first_line, offset)
+                }
             };
             // An instruction without a line (rare: generated code) is shown at the function's line.
             line.unwrap_or(info.first_line).max(0) as u32
         });
-        Resolved::Frame { name: info.name.clone(), file: info.file.clone(), line }
+        Resolved::Frame {
+            name: info.name.clone(),
+            file: info.file.clone(),
+            line,
+        }
     }
 
     pub fn clear(&mut self) {
@@ -124,7 +141,13 @@ fn read_header(t: &Target, code: u64) -> Option<[u8; HEADER_BUF]> {
 
 fn identity(t: &Target, header: &[u8]) -> [u64; 5] {
     let l = t.layout;
-    let field = |off: u32| if off == ABSENT { 0 } else { u64_at(header, off) };
+    let field = |off: u32| {
+        if off == ABSENT {
+            0
+        } else {
+            u64_at(header, off)
+        }
+    };
     [
         field(l.code_name),
         field(l.code_qualname),
@@ -136,7 +159,11 @@ fn identity(t: &Target, header: &[u8]) -> [u64; 5] {
 
 fn decode(t: &Target, header: &[u8], ident: [u64; 5]) -> Option<CodeInfo> {
     let l = t.layout;
-    let name_ptr = if l.code_qualname != ABSENT { ident[1] } else { ident[0] };
+    let name_ptr = if l.code_qualname != ABSENT {
+        ident[1]
+    } else {
+        ident[0]
+    };
     let name = read_str(t, name_ptr)?;
     let file = read_str(t, ident[2])?;
     let table = read_bytes(t, ident[3])?;
@@ -173,7 +200,12 @@ pub fn read_str(t: &Target, addr: u64) -> Option<String> {
         return None;
     }
     let ascii = state & l.str_ascii_mask != 0;
-    let data = addr + if ascii { l.str_ascii_size } else { l.str_compact_size } as u64;
+    let data = addr
+        + if ascii {
+            l.str_ascii_size
+        } else {
+            l.str_compact_size
+        } as u64;
     let mut bytes = vec![0u8; (length * kind as u64) as usize];
     if !memory::read(data, &mut bytes) {
         return None;
@@ -181,12 +213,17 @@ pub fn read_str(t: &Target, addr: u64) -> Option<String> {
     Some(match kind {
         1 => bytes.iter().map(|&b| b as char).collect(),
         2 => {
-            let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+                .collect();
             String::from_utf16_lossy(&units)
         }
         _ => bytes
             .chunks_exact(4)
-            .map(|c| char::from_u32(u32::from_ne_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}'))
+            .map(|c| {
+                char::from_u32(u32::from_ne_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}')
+            })
             .collect(),
     })
 }

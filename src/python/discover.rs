@@ -64,12 +64,16 @@ impl Drop for Scope {
 
 /// Looks for the interpreter. Cold side (calls dlsym, dlopen with RTLD_NOLOAD, dladdr).
 pub fn find() -> Found {
-    let default = Scope { handle: libc::RTLD_DEFAULT };
+    let default = Scope {
+        handle: libc::RTLD_DEFAULT,
+    };
     if default.symbol(c"_PyRuntime") != 0 {
         return inspect(&default);
     }
     for path in libpython_paths() {
-        let Ok(cpath) = CString::new(path) else { continue };
+        let Ok(cpath) = CString::new(path) else {
+            continue;
+        };
         // SAFETY: RTLD_NOLOAD never loads anything: it only returns a handle to an object
         // already loaded, or null.
         let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
@@ -86,7 +90,11 @@ pub fn find() -> Found {
 
 /// Paths of loaded objects named `libpython3*`.
 fn libpython_paths() -> Vec<String> {
-    unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+    unsafe extern "C" fn collect(
+        info: *mut libc::dl_phdr_info,
+        _: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
         // SAFETY: valid for the duration of the callback; data is our Vec.
         let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<String>)) };
         if !info.dlpi_name.is_null() {
@@ -109,7 +117,9 @@ fn inspect(scope: &Scope) -> Found {
     let runtime = scope.symbol(c"_PyRuntime");
     let origin = object_path(runtime).unwrap_or_else(|| "?".into());
     let Some(version) = version(scope) else {
-        return Found::Unsupported(format!("cannot tell the version of the Python interpreter in {origin}"));
+        return Found::Unsupported(format!(
+            "cannot tell the version of the Python interpreter in {origin}"
+        ));
     };
     let (major, minor, micro) = version;
     let Some(layout) = Layout::for_version(major, minor) else {
@@ -124,7 +134,16 @@ fn inspect(scope: &Scope) -> Found {
         return Found::Unsupported(format!("CPython {major}.{minor}.{micro} ({origin}) does not export PyCode_Type/PyUnicode_Type/PyBytes_Type"));
     }
     let eval = function_range(scope.symbol(c"_PyEval_EvalFrameDefault"));
-    Found::Target(Target { layout, version, runtime, code_type, unicode_type, bytes_type, eval, origin })
+    Found::Target(Target {
+        layout,
+        version,
+        runtime,
+        code_type,
+        unicode_type,
+        bytes_type,
+        eval,
+        origin,
+    })
 }
 
 /// `Py_Version` (3.11+, the PY_VERSION_HEX constant) or the text of `Py_GetVersion()`.
@@ -133,7 +152,11 @@ fn version(scope: &Scope) -> Option<(u32, u32, u32)> {
     if hex != 0 {
         // SAFETY: Py_Version is a `const unsigned long` in a loaded object.
         let v = unsafe { std::ptr::read_volatile(hex as *const u64) };
-        return Some(((v >> 24) as u32 & 0xff, (v >> 16) as u32 & 0xff, (v >> 8) as u32 & 0xff));
+        return Some((
+            (v >> 24) as u32 & 0xff,
+            (v >> 16) as u32 & 0xff,
+            (v >> 8) as u32 & 0xff,
+        ));
     }
     let get = scope.symbol(c"Py_GetVersion");
     if get == 0 {
@@ -158,19 +181,34 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let mut parts = head.split('.');
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
-    let micro: String = parts.next().unwrap_or("0").chars().take_while(|c| c.is_ascii_digit()).collect();
+    let micro: String = parts
+        .next()
+        .unwrap_or("0")
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     Some((major, minor, micro.parse().unwrap_or(0)))
 }
 
 fn object_path(addr: u64) -> Option<String> {
     // SAFETY: dladdr only reads loader data; info is a valid out-pointer.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    if unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } == 0 || info.dli_fname.is_null() {
+    if unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } == 0
+        || info.dli_fname.is_null()
+    {
         return None;
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
-    Some(if name.is_empty() { std::env::current_exe().map(|p| p.display().to_string()).unwrap_or(name) } else { name })
+    let name = unsafe { CStr::from_ptr(info.dli_fname) }
+        .to_string_lossy()
+        .into_owned();
+    Some(if name.is_empty() {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or(name)
+    } else {
+        name
+    })
 }
 
 /// [start, start + st_size) of the function at `addr`, from its dynamic symbol.
@@ -181,7 +219,14 @@ fn function_range(addr: u64) -> Range<u64> {
     // SAFETY: dladdr1 fills info and points `sym` at the ElfW(Sym) in the object's symbol table.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     let mut sym: *mut libc::c_void = std::ptr::null_mut();
-    let ok = unsafe { libc::dladdr1(addr as *const libc::c_void, &mut info, &mut sym, RTLD_DL_SYMENT) };
+    let ok = unsafe {
+        libc::dladdr1(
+            addr as *const libc::c_void,
+            &mut info,
+            &mut sym,
+            RTLD_DL_SYMENT,
+        )
+    };
     if ok == 0 || sym.is_null() {
         return 0..0;
     }
@@ -213,7 +258,10 @@ pub fn check_debug_offsets(t: &Target) -> Result<(), String> {
     for check in l.debug_checks {
         let got = memory::read_u64(base + check.at as u64);
         if got != Some(check.expect as u64) {
-            return Err(format!("_Py_DebugOffsets.{} is {got:?}, the headers say {}", check.what, check.expect));
+            return Err(format!(
+                "_Py_DebugOffsets.{} is {got:?}, the headers say {}",
+                check.what, check.expect
+            ));
         }
     }
     Ok(())
@@ -240,14 +288,24 @@ pub fn check_live(t: &Target) -> Live {
     let Some([mut tstate]) = memory::read_fields(interp, [l.interp_threads_head]) else {
         return Live::Mismatch("the interpreter state is not readable".into());
     };
-    let frame_field = if l.tstate_frame != ABSENT { l.tstate_frame } else { l.tstate_cframe };
+    let frame_field = if l.tstate_frame != ABSENT {
+        l.tstate_frame
+    } else {
+        l.tstate_cframe
+    };
     for _ in 0..256 {
         if tstate == 0 {
             break;
         }
-        let Some([next, owner, tid, field]) =
-            memory::read_fields(tstate, [l.tstate_next, l.tstate_interp, l.tstate_thread_id, frame_field])
-        else {
+        let Some([next, owner, tid, field]) = memory::read_fields(
+            tstate,
+            [
+                l.tstate_next,
+                l.tstate_interp,
+                l.tstate_thread_id,
+                frame_field,
+            ],
+        ) else {
             return Live::Mismatch("a thread state is not readable".into());
         };
         if owner != interp || tid == 0 {
@@ -270,13 +328,19 @@ pub fn check_live(t: &Target) -> Live {
             } else {
                 0
             };
-            let Some([code, previous]) = memory::read_fields(frame, [l.frame_code, l.frame_previous]) else { break };
+            let Some([code, previous]) =
+                memory::read_fields(frame, [l.frame_code, l.frame_previous])
+            else {
+                break;
+            };
             if owner_byte != l.owned_by_cstack || l.owned_by_cstack == ABSENT {
                 let ty = memory::read_u64(code + l.object_type as u64);
                 return if ty == Some(t.code_type) {
                     Live::Confirmed
                 } else {
-                    Live::Mismatch(format!("the running frame's code {code:#x} has type {ty:x?}, not PyCode_Type"))
+                    Live::Mismatch(format!(
+                        "the running frame's code {code:#x} has type {ty:x?}, not PyCode_Type"
+                    ))
                 };
             }
             frame = previous;
@@ -295,7 +359,10 @@ mod tests {
 
     #[test]
     fn version_text_is_parsed() {
-        assert_eq!(parse_version("3.9.18 (main, Jan  1 2024, 00:00:00) \n[GCC 12.2.0]"), Some((3, 9, 18)));
+        assert_eq!(
+            parse_version("3.9.18 (main, Jan  1 2024, 00:00:00) \n[GCC 12.2.0]"),
+            Some((3, 9, 18))
+        );
         assert_eq!(parse_version("3.10.0rc1 (default)"), Some((3, 10, 0)));
         assert_eq!(parse_version("garbage"), None);
     }

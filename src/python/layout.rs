@@ -30,12 +30,10 @@ pub struct Layout {
     pub runtime_debug_offsets: u32,
     pub interp_next: u32,
     pub interp_threads_head: u32,
-    pub tstate_size: u32,
     pub tstate_prev: u32,
     pub tstate_next: u32,
     pub tstate_interp: u32,
     pub tstate_thread_id: u32,
-    pub tstate_native_thread_id: u32,
     /// 3.11+: the `_PyStackChunk` holding the newest `_PyInterpreterFrame`s.
     pub tstate_datastack_chunk: u32,
     /// The running frame: `PyFrameObject *frame` before 3.11, `current_frame` on 3.13.
@@ -101,7 +99,9 @@ pub enum LineTable {
 impl Layout {
     /// The layout for CPython `major.minor`, if this build knows it.
     pub fn for_version(major: u32, minor: u32) -> Option<&'static Layout> {
-        LAYOUTS.iter().find(|l| l.major == major && l.minor == minor)
+        LAYOUTS
+            .iter()
+            .find(|l| l.major == major && l.minor == minor)
     }
 
     pub fn line_table(&self) -> LineTable {
@@ -125,9 +125,9 @@ mod tests {
     #[test]
     fn every_supported_version_has_a_consistent_layout() {
         for minor in 8..=13 {
-            let l = Layout::for_version(3, minor).unwrap_or_else(|| panic!("no layout for 3.{minor}"));
+            let l =
+                Layout::for_version(3, minor).unwrap_or_else(|| panic!("no layout for 3.{minor}"));
             assert!(l.frame_previous < l.frame_size && l.frame_code < l.frame_size);
-            assert!(l.tstate_next < l.tstate_size && l.tstate_thread_id < l.tstate_size);
             assert_eq!(l.interpreter_frames(), minor >= 11);
             assert_eq!(l.tstate_cframe != ABSENT, minor == 11 || minor == 12);
             assert_eq!(l.frame_is_entry != ABSENT, minor == 11);

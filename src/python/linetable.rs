@@ -106,7 +106,11 @@ fn varint(table: &[u8], i: &mut usize) -> Option<u32> {
 
 fn svarint(table: &[u8], i: &mut usize) -> Option<i32> {
     let v = varint(table, i)?;
-    Some(if v & 1 != 0 { -((v >> 1) as i32) } else { (v >> 1) as i32 })
+    Some(if v & 1 != 0 {
+        -((v >> 1) as i32)
+    } else {
+        (v >> 1) as i32
+    })
 }
 
 #[cfg(test)]
@@ -138,12 +142,22 @@ mod tests {
     #[test]
     fn locations_forms() {
         let t = [
-            0x80 | (13 << 3), 2,                 // 1 unit, no columns, line +1 → 11
-            0x80 | (10 << 3) | 1, 0, 5,           // 2 units, one-line form, +0 → 11
-            0x80 | (12 << 3), 0, 5,               // 1 unit, one-line form, +2 → 13
-            0x80 | (15 << 3),                     // 1 unit, no location
-            0x80 | (14 << 3), 3, 0, 1, 1,         // 1 unit, long form, -1 → 12
-            0x80 | (3 << 3), 7,                   // 1 unit, short form → 12
+            0x80 | (13 << 3),
+            2, // 1 unit, no columns, line +1 → 11
+            0x80 | (10 << 3) | 1,
+            0,
+            5, // 2 units, one-line form, +0 → 11
+            0x80 | (12 << 3),
+            0,
+            5,                // 1 unit, one-line form, +2 → 13
+            0x80 | (15 << 3), // 1 unit, no location
+            0x80 | (14 << 3),
+            3,
+            0,
+            1,
+            1, // 1 unit, long form, -1 → 12
+            0x80 | (3 << 3),
+            7, // 1 unit, short form → 12
         ];
         let line = |unit: i64| locations_line(&t, 10, unit * 2);
         assert_eq!(line(0), Some(11));

@@ -29,19 +29,13 @@ pub fn init() -> Result<&'static str, String> {
     PID.store(unsafe { libc::getpid() }, Ordering::Release);
     MODE.store(VM_READV, Ordering::Release);
     let probe: u64 = 0x5079_7468_6f6e_2121;
-    let vm_error = match read_u64(&probe as *const u64 as u64) {
-        Some(v) if v == probe => None,
-        _ => Some(std::io::Error::last_os_error()),
-    };
-    if vm_error.is_some() {
+    if read_u64(&probe as *const u64 as u64) != Some(probe) {
+        let vm_error = std::io::Error::last_os_error();
         MODE.store(PROC_MEM, Ordering::Release);
         open_proc_mem();
         if read_u64(&probe as *const u64 as u64) != Some(probe) {
             MODE.store(UNAVAILABLE, Ordering::Release);
-            return Err(format!(
-                "neither process_vm_readv ({}) nor /proc/self/mem can read this process's memory",
-                vm_error.unwrap()
-            ));
+            return Err(format!("neither process_vm_readv ({vm_error}) nor /proc/self/mem can read this process's memory"));
         }
     }
     ATFORK.call_once(|| {
@@ -81,30 +75,40 @@ unsafe extern "C" fn after_fork_in_child() {
 
 #[inline]
 fn plausible(addr: u64, len: usize) -> bool {
-    addr >= 4096 && addr.checked_add(len as u64).is_some_and(|end| end < (1 << 47))
+    addr >= 4096
+        && addr
+            .checked_add(len as u64)
+            .is_some_and(|end| end < (1 << 47))
 }
 
 /// Copies `buf.len()` bytes from `addr`. True only when every byte was read.
 /// Async-signal-safe.
-pub static TMP_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub fn read(addr: u64, buf: &mut [u8]) -> bool {
-    TMP_CALLS.fetch_add(1, Ordering::Relaxed);
     if buf.is_empty() || !plausible(addr, buf.len()) {
         return buf.is_empty();
     }
     match MODE.load(Ordering::Relaxed) {
         VM_READV => {
-            let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-            let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+            let local = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let remote = libc::iovec {
+                iov_base: addr as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
             // SAFETY: the local iovec covers `buf`; the remote one is only read by the kernel,
             // which reports unmapped addresses as EFAULT.
-            let n = unsafe { libc::process_vm_readv(PID.load(Ordering::Relaxed), &local, 1, &remote, 1, 0) };
+            let n = unsafe {
+                libc::process_vm_readv(PID.load(Ordering::Relaxed), &local, 1, &remote, 1, 0)
+            };
             n == buf.len() as isize
         }
         PROC_MEM => {
             let fd = MEM_FD.load(Ordering::Relaxed);
             // SAFETY: `buf` is valid for its length; the offset is the address to read.
-            let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), addr as libc::off_t) };
+            let n =
+                unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), addr as libc::off_t) };
             n == buf.len() as isize
         }
         _ => false,
@@ -149,7 +153,6 @@ pub const MAX_PIECES: usize = 64;
 /// piece that is not entirely readable, so the pieces before it are complete.
 /// Async-signal-safe.
 pub fn read_pieces(pieces: &[(u64, usize)], out: &mut [u8]) -> usize {
-    TMP_CALLS.fetch_add(1000, Ordering::Relaxed);
     let pieces = &pieces[..pieces.len().min(MAX_PIECES)];
     let total: usize = pieces.iter().map(|p| p.1).sum();
     if total > out.len() {
@@ -160,16 +163,32 @@ pub fn read_pieces(pieces: &[(u64, usize)], out: &mut [u8]) -> usize {
     let pieces = &pieces[..usable];
     match MODE.load(Ordering::Relaxed) {
         VM_READV => {
-            let mut remote = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_PIECES];
+            let mut remote = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_PIECES];
             for (r, &(addr, len)) in remote.iter_mut().zip(pieces.iter()) {
-                *r = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len };
+                *r = libc::iovec {
+                    iov_base: addr as *mut libc::c_void,
+                    iov_len: len,
+                };
             }
             let want: usize = pieces.iter().map(|p| p.1).sum();
-            let local = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: want };
+            let local = libc::iovec {
+                iov_base: out.as_mut_ptr().cast(),
+                iov_len: want,
+            };
             // SAFETY: the local iovec covers the first `want` bytes of `out`; the remote
             // addresses are only read by the kernel, which stops at unmapped memory.
             let n = unsafe {
-                libc::process_vm_readv(PID.load(Ordering::Relaxed), &local, 1, remote.as_ptr(), pieces.len() as libc::c_ulong, 0)
+                libc::process_vm_readv(
+                    PID.load(Ordering::Relaxed),
+                    &local,
+                    1,
+                    remote.as_ptr(),
+                    pieces.len() as libc::c_ulong,
+                    0,
+                )
             };
             if n <= 0 {
                 return 0;
@@ -202,13 +221,17 @@ pub fn read_pieces(pieces: &[(u64, usize)], out: &mut [u8]) -> usize {
 #[inline]
 pub fn u64_at(buf: &[u8], off: u32) -> u64 {
     let o = off as usize;
-    buf.get(o..o + 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())).unwrap_or(0)
+    buf.get(o..o + 8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+        .unwrap_or(0)
 }
 
 #[inline]
 pub fn u32_at(buf: &[u8], off: u32) -> u32 {
     let o = off as usize;
-    buf.get(o..o + 4).map(|b| u32::from_ne_bytes(b.try_into().unwrap())).unwrap_or(0)
+    buf.get(o..o + 4)
+        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+        .unwrap_or(0)
 }
 
 #[inline]
@@ -232,7 +255,14 @@ mod tests {
         // A page we unmap ourselves: the read must fail, not crash.
         // SAFETY: a fresh anonymous mapping, unmapped before it is read.
         let page = unsafe {
-            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
             libc::munmap(p, 4096);
             p as u64
         };
@@ -240,8 +270,14 @@ mod tests {
         assert_eq!(read_fields(page, [0, 8]), None);
         // Scattered pieces stop at the first unreadable one.
         let mut out = [0u8; 24];
-        assert_eq!(read_pieces(&[(base, 8), (base + 16, 8), (page, 8)], &mut out), 16);
-        assert_eq!(&out[..16], &[1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            read_pieces(&[(base, 8), (base + 16, 8), (page, 8)], &mut out),
+            16
+        );
+        assert_eq!(
+            &out[..16],
+            &[1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(read_words([base + 24, base]), Some([4, 1]));
     }
 }

@@ -38,7 +38,11 @@ impl Interner {
             return PYTHON_FRAME_TAG | self.overflow() as u64;
         }
         let i = self.frames.len() as u32;
-        self.frames.push(Frame { function: name.to_string(), file: file.to_string(), line });
+        self.frames.push(Frame {
+            function: name.to_string(),
+            file: file.to_string(),
+            line,
+        });
         self.index.insert(key, i);
         PYTHON_FRAME_TAG | i as u64
     }
@@ -49,7 +53,11 @@ impl Interner {
             return i;
         }
         let i = self.frames.len() as u32;
-        self.frames.push(Frame { function: key.0.to_string(), file: String::new(), line: 0 });
+        self.frames.push(Frame {
+            function: key.0.to_string(),
+            file: String::new(),
+            line: 0,
+        });
         self.index.insert(key, i);
         i
     }
@@ -97,7 +105,10 @@ fn groups(t: &Target, cold: &mut Cold, python: &[u64]) -> Vec<Vec<u64>> {
         let code = pair[0] & !PYTHON_FRAME_TAG;
         let (offset, flags) = walk::decode_offset(pair[1]);
         open = true;
-        match cold.codes.resolve(t, code, offset, flags & FLAG_GENERATOR != 0) {
+        match cold
+            .codes
+            .resolve(t, code, offset, flags & FLAG_GENERATOR != 0)
+        {
             Resolved::Frame { name, file, line } => {
                 cold.resolved += 1;
                 current.push(cold.interner.word(&name, &file, line));
@@ -158,7 +169,10 @@ mod tests {
     fn missing_and_extra_groups() {
         let eval = 100..200;
         // Empty group: the native frame stays. Extra group: appended at the root end.
-        assert_eq!(splice(&eval, &[150, 2], vec![vec![], vec![7]]), vec![150, 2, 7]);
+        assert_eq!(
+            splice(&eval, &[150, 2], vec![vec![], vec![7]]),
+            vec![150, 2, 7]
+        );
         // More eval frames than groups: the rest stay native.
         assert_eq!(splice(&eval, &[150, 160], vec![vec![7]]), vec![7, 160]);
     }

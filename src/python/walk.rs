@@ -5,9 +5,9 @@
 //!    thread id, right interpreter, still linked in its interpreter's list), else a walk of
 //!    every interpreter's thread list comparing `thread_id` with `pthread_self()`.
 //! 2. Walk its frame chain from the running frame outwards, with a depth limit and cycle
-//!    detection, pushing two words per frame (leaf first):
-//!      word 1: `PYTHON_FRAME_TAG | code object address`
-//!      word 2: `PYTHON_FRAME_TAG | flags | instruction offset in bytes (i32)`
+//!    detection, pushing two words per frame (leaf first): word 1 is
+//!    `PYTHON_FRAME_TAG | code object address`, word 2 is
+//!    `PYTHON_FRAME_TAG | flags | instruction offset in bytes (i32)`.
 //!    `FLAG_ENTRY` marks the outermost frame run by one `_PyEval_EvalFrameDefault` call (every
 //!    frame before 3.11; `is_entry` on 3.11; the frame below a C-stack shim frame on 3.12+).
 //!
@@ -22,6 +22,7 @@
 //! - what CPython keeps on the C stack (3.11–3.12 `_PyCFrame`, 3.12+ shim frames) is read
 //!   directly, bounded to the live part of this thread's own stack, as the native unwinder
 //!   does.
+//!
 //! Nothing allocates, locks or logs. Code objects are not read here: the cold side validates
 //! them.
 
@@ -52,7 +53,11 @@ const CHAIN: usize = 32;
 /// Bytes of a frame object read before 3.11 (from its `f_back` to its `f_lasti`).
 const SPAN_BUF: usize = 96;
 /// Bytes fetched speculatively with the thread state.
-const PREFETCH: usize = if WINDOW > CHAIN * SPAN_BUF { WINDOW } else { CHAIN * SPAN_BUF };
+const PREFETCH: usize = if WINDOW > CHAIN * SPAN_BUF {
+    WINDOW
+} else {
+    CHAIN * SPAN_BUF
+};
 /// Room kept above the newest frame in the speculative window, for calls made since.
 const WINDOW_SLACK: u64 = 1024;
 
@@ -72,10 +77,11 @@ struct NotFound {
     head_tid: u64,
 }
 
+// What this thread's previous sample found. Const initialised, no destructor: plain TLS,
+// safe to touch in a signal handler.
 thread_local! {
-    static NOT_FOUND: Cell<NotFound> = const { Cell::new(NotFound { interp: 0, head: 0, head_tid: 0 }) };
-    /// Const initialised, no destructor: plain TLS, safe to touch in a signal handler.
     static CACHED: Cell<Cached> = const { Cell::new(Cached { tstate: 0, interp: 0, prev: 0 }) };
+    static NOT_FOUND: Cell<NotFound> = const { Cell::new(NotFound { interp: 0, head: 0, head_tid: 0 }) };
     /// Before 3.11: the frame objects walked at the previous sample.
     static CHAIN_CACHE: Cell<([u64; CHAIN], usize)> = const { Cell::new(([0; CHAIN], 0)) };
     /// 3.11+: the frame stack window that held the frames at the previous sample.
@@ -105,7 +111,12 @@ struct Prefetch {
 
 impl Prefetch {
     fn new() -> Self {
-        Prefetch { pieces: [(0, 0); CHAIN], n: 0, got: 0, bytes: [0; HEADER + PREFETCH] }
+        Prefetch {
+            pieces: [(0, 0); CHAIN],
+            n: 0,
+            got: 0,
+            bytes: [0; HEADER + PREFETCH],
+        }
     }
 
     fn add(&mut self, addr: u64, len: usize) {
@@ -144,9 +155,9 @@ pub fn capture(t: &Target, push: &mut dyn FnMut(u64) -> bool) -> usize {
             prefetch.add(frame + lo as u64, span);
         }
     }
-    let Some(view) = thread_state(t, &mut prefetch) else { return 0 };
-    super::TMP_PN.fetch_add(prefetch.n as u64, std::sync::atomic::Ordering::Relaxed);
-    super::TMP_PG.fetch_add(prefetch.got as u64, std::sync::atomic::Ordering::Relaxed);
+    let Some(view) = thread_state(t, &mut prefetch) else {
+        return 0;
+    };
     if !l.interpreter_frames() {
         return walk_frame_objects(t, &prefetch, view.frame_field, push);
     }
@@ -172,13 +183,25 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
     let l = t.layout;
     // SAFETY: pthread_self has no preconditions (it reads the thread pointer).
     let me = unsafe { libc::pthread_self() } as u64;
-    let frame_field = if l.tstate_frame != ABSENT { l.tstate_frame } else { l.tstate_cframe };
-    let chunk_field = if l.tstate_datastack_chunk != ABSENT { l.tstate_datastack_chunk } else { l.tstate_thread_id };
+    let frame_field = if l.tstate_frame != ABSENT {
+        l.tstate_frame
+    } else {
+        l.tstate_cframe
+    };
+    let chunk_field = if l.tstate_datastack_chunk != ABSENT {
+        l.tstate_datastack_chunk
+    } else {
+        l.tstate_thread_id
+    };
     let cached = CACHED.with(|c| c.get());
     if cached.tstate != 0 {
         // The fields, and the pointer that links the state into its list (a state freed and
         // not yet reused could still show our thread id), then the prefetch pieces.
-        let link = if cached.prev == 0 { cached.interp + l.interp_threads_head as u64 } else { cached.prev + l.tstate_next as u64 };
+        let link = if cached.prev == 0 {
+            cached.interp + l.interp_threads_head as u64
+        } else {
+            cached.prev + l.tstate_next as u64
+        };
         let ts = cached.tstate;
         let mut pieces = [(0u64, 0usize); 6 + CHAIN];
         for (p, addr) in pieces.iter_mut().zip([
@@ -196,7 +219,28 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
         if read >= HEADER {
             let w = |i: usize| u64_at(&prefetch.bytes, 8 * i as u32);
             let (prev, interp, tid, frame, chunk, linked) = (w(0), w(1), w(2), w(3), w(4), w(5));
-            if tid == me && interp == cached.interp && prev == cached.prev && linked == ts {
+            // Another thread started or ended next to ours: its predecessor changed. One
+            // more read confirms the new link, rather than a walk of every thread state.
+            let relinked = tid == me && interp == cached.interp && prev != cached.prev && {
+                let link = if prev == 0 {
+                    interp + l.interp_threads_head as u64
+                } else {
+                    prev + l.tstate_next as u64
+                };
+                memory::read_u64(link) == Some(ts)
+            };
+            if relinked {
+                CACHED.with(|c| {
+                    c.set(Cached {
+                        tstate: ts,
+                        interp,
+                        prev,
+                    })
+                });
+            }
+            if relinked
+                || (tid == me && interp == cached.interp && prev == cached.prev && linked == ts)
+            {
                 let mut done = HEADER;
                 for p in &prefetch.pieces[..prefetch.n] {
                     if done + p.1 > read {
@@ -205,11 +249,24 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
                     done += p.1;
                     prefetch.got += 1;
                 }
-                let chunk = if l.tstate_datastack_chunk != ABSENT { chunk } else { 0 };
-                return Some(ThreadView { frame_field: frame, chunk });
+                let chunk = if l.tstate_datastack_chunk != ABSENT {
+                    chunk
+                } else {
+                    0
+                };
+                return Some(ThreadView {
+                    frame_field: frame,
+                    chunk,
+                });
             }
         }
-        CACHED.with(|c| c.set(Cached { tstate: 0, interp: 0, prev: 0 }));
+        CACHED.with(|c| {
+            c.set(Cached {
+                tstate: 0,
+                interp: 0,
+                prev: 0,
+            })
+        });
     }
     // A thread without a thread state (a native thread of a Python program) was not found
     // last time: as long as the single interpreter's list has the same head (new states go at
@@ -225,7 +282,13 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
         if still == Some([absent.interp, absent.head, 0, absent.head_tid]) {
             return None;
         }
-        NOT_FOUND.with(|c| c.set(NotFound { interp: 0, head: 0, head_tid: 0 }));
+        NOT_FOUND.with(|c| {
+            c.set(NotFound {
+                interp: 0,
+                head: 0,
+                head_tid: 0,
+            })
+        });
     }
     let first = memory::read_u64(t.runtime + l.runtime_interpreters_head as u64)?;
     let mut interp = first;
@@ -243,12 +306,33 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
             if tstate == 0 {
                 break;
             }
-            let [tnext, tid, frame, prev, chunk] =
-                memory::read_fields(tstate, [l.tstate_next, l.tstate_thread_id, frame_field, l.tstate_prev, chunk_field])?;
+            let [tnext, tid, frame, prev, chunk] = memory::read_fields(
+                tstate,
+                [
+                    l.tstate_next,
+                    l.tstate_thread_id,
+                    frame_field,
+                    l.tstate_prev,
+                    chunk_field,
+                ],
+            )?;
             if tid == me {
-                CACHED.with(|c| c.set(Cached { tstate, interp, prev }));
-                let chunk = if l.tstate_datastack_chunk != ABSENT { chunk } else { 0 };
-                return Some(ThreadView { frame_field: frame, chunk });
+                CACHED.with(|c| {
+                    c.set(Cached {
+                        tstate,
+                        interp,
+                        prev,
+                    })
+                });
+                let chunk = if l.tstate_datastack_chunk != ABSENT {
+                    chunk
+                } else {
+                    0
+                };
+                return Some(ThreadView {
+                    frame_field: frame,
+                    chunk,
+                });
             }
             if tnext == tstate {
                 break;
@@ -262,7 +346,13 @@ fn thread_state(t: &Target, prefetch: &mut Prefetch) -> Option<ThreadView> {
     }
     if let Some((interp, head)) = single {
         if let Some(head_tid) = memory::read_u64(head + l.tstate_thread_id as u64) {
-            NOT_FOUND.with(|c| c.set(NotFound { interp, head, head_tid }));
+            NOT_FOUND.with(|c| {
+                c.set(NotFound {
+                    interp,
+                    head,
+                    head_tid,
+                })
+            });
         }
     }
     None
@@ -290,8 +380,20 @@ impl<'a> Reader<'a> {
         // run on an alternate signal stack, which lies outside the thread's stack bounds.
         let here = std::hint::black_box(&marker) as *const u8 as u64;
         let (lo, hi) = crate::thread::with(|s| (s.stack_lo.get() as u64, s.stack_hi.get() as u64));
-        let stack = if lo < here && here < hi { here..hi } else { 0..0 };
-        Reader { prefetch, window: [0; WINDOW], start: 0, len: 0, chunk, stack, chunk_top: 0 }
+        let stack = if lo < here && here < hi {
+            here..hi
+        } else {
+            0..0
+        };
+        Reader {
+            prefetch,
+            window: [0; WINDOW],
+            start: 0,
+            len: 0,
+            chunk,
+            stack,
+            chunk_top: 0,
+        }
     }
 
     fn in_chunk(&self, addr: u64) -> bool {
@@ -300,7 +402,9 @@ impl<'a> Reader<'a> {
 
     fn read(&mut self, addr: u64, out: &mut [u8]) -> bool {
         let size = out.len() as u64;
-        let Some(end) = addr.checked_add(size) else { return false };
+        let Some(end) = addr.checked_add(size) else {
+            return false;
+        };
         if self.in_chunk(addr) {
             self.chunk_top = self.chunk_top.max(end);
         }
@@ -315,12 +419,18 @@ impl<'a> Reader<'a> {
         }
         if addr >= self.stack.start && end <= self.stack.end {
             // SAFETY: inside the live part of this thread's own stack (see `new`).
-            unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, out.as_mut_ptr(), out.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(addr as *const u8, out.as_mut_ptr(), out.len())
+            };
             return true;
         }
         // A window ending at the object: its callers' frames lie just below it. It starts no
         // lower than the chunk's start, or than the object's own page outside the chunk.
-        let lower = if self.in_chunk(addr) { self.chunk } else { addr & !4095 };
+        let lower = if self.in_chunk(addr) {
+            self.chunk
+        } else {
+            addr & !4095
+        };
         let start = end.saturating_sub(WINDOW as u64).max(lower);
         let len = (end - start) as usize;
         if len <= WINDOW && memory::read(start, &mut self.window[..len]) {
@@ -354,7 +464,11 @@ struct Cycle {
 
 impl Cycle {
     fn new(start: u64) -> Self {
-        Cycle { tortoise: start, power: 1, steps: 0 }
+        Cycle {
+            tortoise: start,
+            power: 1,
+            steps: 0,
+        }
     }
     /// True when `next` closes a loop.
     fn step(&mut self, next: u64) -> bool {
@@ -373,12 +487,18 @@ impl Cycle {
 
 fn encode(code: u64, offset: i64, flags: u64) -> (u64, u64) {
     let offset = offset.clamp(i32::MIN as i64, i32::MAX as i64) as i32 as u32 as u64;
-    (PYTHON_FRAME_TAG | code, PYTHON_FRAME_TAG | flags | (offset & OFFSET_MASK))
+    (
+        PYTHON_FRAME_TAG | code,
+        PYTHON_FRAME_TAG | flags | (offset & OFFSET_MASK),
+    )
 }
 
 /// Decodes word 2: (offset in bytes, flags).
 pub fn decode_offset(word: u64) -> (i64, u64) {
-    ((word & OFFSET_MASK) as u32 as i32 as i64, word & (FLAG_ENTRY | FLAG_GENERATOR))
+    (
+        (word & OFFSET_MASK) as u32 as i32 as i64,
+        word & (FLAG_ENTRY | FLAG_GENERATOR),
+    )
 }
 
 fn emit(push: &mut dyn FnMut(u64) -> bool, words: (u64, u64)) -> bool {
@@ -386,24 +506,32 @@ fn emit(push: &mut dyn FnMut(u64) -> bool, words: (u64, u64)) -> bool {
 }
 
 fn plausible_pointer(p: u64) -> bool {
-    p >= 4096 && p % 8 == 0 && p < (1 << 47)
+    p >= 4096 && p.is_multiple_of(8) && p < (1 << 47)
 }
 
 /// Where the fields read from a frame object before 3.11 lie: (first offset, length).
 fn frame_object_span(t: &Target) -> (u32, usize) {
     let l = t.layout;
     let lo = l.frame_previous.min(l.frame_code).min(l.frame_lasti);
-    let hi = (l.frame_previous + 8).max(l.frame_code + 8).max(l.frame_lasti + 4);
+    let hi = (l.frame_previous + 8)
+        .max(l.frame_code + 8)
+        .max(l.frame_lasti + 4);
     (lo, ((hi - lo) as usize).min(SPAN_BUF))
 }
 
 /// Before 3.11: a chain of heap `PyFrameObject`s, one per `_PyEval_EvalFrameDefault` call.
 /// Frames fetched with the thread state (those of the previous sample: callers rarely change
 /// between samples) cost nothing more; the others are read one by one.
-fn walk_frame_objects(t: &Target, prefetch: &Prefetch, mut frame: u64, push: &mut dyn FnMut(u64) -> bool) -> usize {
+fn walk_frame_objects(
+    t: &Target,
+    prefetch: &Prefetch,
+    mut frame: u64,
+    push: &mut dyn FnMut(u64) -> bool,
+) -> usize {
     let l = t.layout;
     let (lo, span) = frame_object_span(t);
-    let (back_at, code_at, lasti_at) = (l.frame_previous - lo, l.frame_code - lo, l.frame_lasti - lo);
+    let (back_at, code_at, lasti_at) =
+        (l.frame_previous - lo, l.frame_code - lo, l.frame_lasti - lo);
     let mut chain = [0u64; CHAIN];
     let mut chain_len = 0;
     let mut single = [0u8; SPAN_BUF];
@@ -416,7 +544,6 @@ fn walk_frame_objects(t: &Target, prefetch: &Prefetch, mut frame: u64, push: &mu
         let data: &[u8] = match prefetch.get(frame + lo as u64, span) {
             Some(bytes) => bytes,
             None => {
-                super::TMP_MISS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if !memory::read(frame + lo as u64, &mut single[..span]) {
                     break;
                 }
@@ -448,7 +575,12 @@ fn walk_frame_objects(t: &Target, prefetch: &Prefetch, mut frame: u64, push: &mu
 /// 3.11+: a chain of `_PyInterpreterFrame`s, several per `_PyEval_EvalFrameDefault` call.
 /// A frame is pushed once the next one is known, so that a following shim frame (3.12+)
 /// can still mark it as the entry frame.
-fn walk_interpreter_frames(t: &Target, reader: &mut Reader, mut frame: u64, push: &mut dyn FnMut(u64) -> bool) -> usize {
+fn walk_interpreter_frames(
+    t: &Target,
+    reader: &mut Reader,
+    mut frame: u64,
+    push: &mut dyn FnMut(u64) -> bool,
+) -> usize {
     let l = t.layout;
     let size = (l.frame_size as usize).min(FRAME_BUF);
     let mut buf = [0u8; FRAME_BUF];

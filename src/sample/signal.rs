@@ -108,12 +108,12 @@ fn record_wall_sample(weight: u64, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid ucontext_t as the third handler argument with SA_SIGINFO.
     let regs = unsafe { interrupted_registers(context) };
     let Some(slot) = crate::collect::ring().and_then(|ring| ring.claim()) else {
-        wall::capture_done(); // the sampler must not wait for this capture forever
+        wall::capture_done(regs.pc, regs.sp); // the sampler must not wait for this capture forever
         return;
     };
     let captured = stack::capture_into(&slot, regs);
     slot.commit(wall::captured_header(tid, weight, captured.native), captured.total);
-    wall::capture_done();
+    wall::capture_done(regs.pc, regs.sp);
 }
 
 /// # Safety

@@ -10,8 +10,11 @@
 //!   would make `poll`, `nanosleep`, `sem_timedwait`… return EINTR, so a thread blocked in one
 //!   long call is interrupted at most once per blocking episode.
 //!
-//! "Did not run" means it used less CPU than `IDLE_CPU_NS` since the last look, which covers
-//! the few microseconds of our own signal handler and of the program's EINTR retry.
+//! "Did not run" means: since its last capture it used less than `IDLE_CPU_NS` of CPU (the end
+//! of our signal handler and the program's EINTR retry), and it is blocked in a system call at
+//! the very user pc and sp it was captured at (`/proc/self/task/<tid>/syscall`). CPU alone is
+//! not enough: a thread captured as it resumed from preemption can leave a loop and block
+//! elsewhere within a microsecond of CPU.
 //!
 //! Each look accounts the wall time elapsed since the previous look at that thread, so the
 //! per-thread totals are exact whatever the number of threads; with more threads than
@@ -23,8 +26,9 @@ use std::time::Duration;
 use crate::collect::ring::{Header, Kind};
 use crate::thread;
 
-/// Looks per tick: bounds the sampler's cost with hundreds of idle threads.
-const MAX_LOOKS_PER_TICK: usize = 64;
+/// Looks per tick: bounds the sampler's cost with hundreds of idle threads (each look is a
+/// clock read and, for a thread that looks idle, a small /proc read).
+const MAX_LOOKS_PER_TICK: usize = 32;
 /// CPU a thread may use between two looks and still count as not having run.
 const IDLE_CPU_NS: u64 = 200_000;
 /// Marks the signal payload as a wall sample (the top byte); the rest is the weight in ns.
@@ -40,6 +44,8 @@ struct Watched {
     /// done, and its CPU time at the end of the last capture.
     captures: &'static AtomicU64,
     capture_cpu_ns: &'static AtomicU64,
+    capture_pc: &'static AtomicU64,
+    capture_sp: &'static AtomicU64,
     /// `captures` when the last signal was sent; equal to the current value while that
     /// signal is still on its way.
     captures_at_send: Option<u64>,
@@ -52,6 +58,8 @@ struct Look {
     tid: i32,
     captures: u64,
     capture_cpu_ns: u64,
+    capture_pc: u64,
+    capture_sp: u64,
     captures_at_send: Option<u64>,
     accounted_until: u64,
 }
@@ -68,20 +76,44 @@ pub fn monotonic_ns() -> u64 {
 
 /// Adds the calling thread (called on the thread itself, at its start).
 pub fn register_current(tid: i32) {
-    let (captures, capture_cpu_ns) = thread::with(|s| {
+    let (captures, capture_cpu_ns, capture_pc, capture_sp) = thread::with(|s| {
         // SAFETY: the thread's TLS outlives its registration: it unregisters in its pthread
         // key destructor, before its TLS is freed, and the registry is only read under its lock.
-        unsafe { (&*(&s.wall_captures as *const AtomicU64), &*(&s.wall_capture_cpu_ns as *const AtomicU64)) }
+        unsafe {
+            (
+                &*(&s.wall_captures as *const AtomicU64),
+                &*(&s.wall_capture_cpu_ns as *const AtomicU64),
+                &*(&s.wall_capture_pc as *const AtomicU64),
+                &*(&s.wall_capture_sp as *const AtomicU64),
+            )
+        }
     });
-    let entry = Watched { tid, captures, capture_cpu_ns, captures_at_send: None, accounted_until: monotonic_ns() };
+    let entry =
+        Watched { tid, captures, capture_cpu_ns, capture_pc, capture_sp, captures_at_send: None, accounted_until: monotonic_ns() };
     let mut watched = WATCHED.lock();
     watched.retain(|w| w.tid != tid);
     watched.push(entry);
 }
 
-/// Removes a thread at its exit.
+/// Removes a thread at its exit, accounting its time since the last look to its last
+/// captured stack (else a thread looked at every few hundred ms would lose its tail).
 pub fn unregister(tid: i32) {
-    WATCHED.lock().retain(|w| w.tid != tid);
+    let now = monotonic_ns();
+    let tail = {
+        let mut watched = WATCHED.lock();
+        let tail = watched
+            .iter()
+            .find(|w| {
+                let captures = w.captures.load(Ordering::Acquire);
+                w.tid == tid && captures > 0 && w.captures_at_send != Some(captures)
+            })
+            .map(|w| now.saturating_sub(w.accounted_until));
+        watched.retain(|w| w.tid != tid);
+        tail
+    };
+    if let Some(elapsed) = tail.filter(|_| WALL_SAMPLING.load(Ordering::Acquire)) {
+        push_reuse(tid, elapsed, now);
+    }
 }
 
 /// Starts the sampler thread.
@@ -146,7 +178,9 @@ fn tick() {
         let elapsed = now.saturating_sub(look.accounted_until);
         // Ran since its last capture? Then its stack may have changed: capture it again.
         // Otherwise it is exactly where it was captured (blocked, or waiting for a CPU).
-        let ran = look.captures == 0 || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS;
+        let ran = look.captures == 0
+            || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS
+            || blocked_at(look.tid) != Some((look.capture_pc, look.capture_sp));
         let sent = if ran {
             if !send_wall_signal(look.tid, elapsed) {
                 continue; // the thread is gone; unregister will follow
@@ -174,6 +208,8 @@ fn next_batch() -> Vec<Look> {
             tid: w.tid,
             captures: w.captures.load(Ordering::Acquire),
             capture_cpu_ns: w.capture_cpu_ns.load(Ordering::Acquire),
+            capture_pc: w.capture_pc.load(Ordering::Acquire),
+            capture_sp: w.capture_sp.load(Ordering::Acquire),
             captures_at_send: w.captures_at_send,
             accounted_until: w.accounted_until,
         })
@@ -190,11 +226,31 @@ fn update(tid: i32, now: u64, sent: Option<u64>) {
 }
 
 /// Called by the signal handler after a wall capture (async-signal-safe: atomics only).
-pub fn capture_done() {
+pub fn capture_done(pc: u64, sp: u64) {
     thread::with(|s| {
+        s.wall_capture_pc.store(pc, Ordering::Release);
+        s.wall_capture_sp.store(sp, Ordering::Release);
         s.wall_capture_cpu_ns.store(thread::thread_cpu_ns(), Ordering::Release);
         s.wall_captures.fetch_add(1, Ordering::AcqRel);
     });
+}
+
+/// Where a thread is blocked: the user (pc, sp) of the system call it sleeps in, from
+/// `/proc/self/task/<tid>/syscall` ("nr args… sp pc"); None when it is running or unknown.
+fn blocked_at(tid: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    parse_syscall_position(&text)
+}
+
+fn parse_syscall_position(text: &str) -> Option<(u64, u64)> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if fields.len() < 3 || fields[0] == "running" {
+        return None;
+    }
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let pc = hex(fields[fields.len() - 1])?;
+    let sp = hex(fields[fields.len() - 2])?;
+    Some((pc, sp))
 }
 
 /// CPU time of another thread of this process, from its kernel CPU clock id.
@@ -256,4 +312,17 @@ fn push_reuse(tid: i32, elapsed: u64, now: u64) {
 /// Builds the header of a captured wall sample (the handler fills the stack).
 pub fn captured_header(tid: i32, weight: u64, native_len: usize) -> Header {
     Header { kind: Kind::Wall, tid, values: [0, weight as i64], extra: [monotonic_ns(), 0], native_len }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_position() {
+        let blocked = "230 0x1 0x1 0x7ffd2a9b3f10 0x0 0x0 0x0 0x7ffd2a9b3ef8 0x7f9c5e6ed545\n";
+        assert_eq!(parse_syscall_position(blocked), Some((0x7f9c5e6ed545, 0x7ffd2a9b3ef8)));
+        assert_eq!(parse_syscall_position("running\n"), None);
+        assert_eq!(parse_syscall_position("-1 0x7ffd2a9b3ef8 0x401000\n"), Some((0x401000, 0x7ffd2a9b3ef8)));
+    }
 }

@@ -1,6 +1,6 @@
-/* A worker that alternates 20 ms of CPU burn (in burn_phase) with 20 ms of sleep (in
+/* A worker that alternates 100 ms of CPU burn (in burn_phase) with 100 ms of sleep (in
  * sleep_phase, clock_nanosleep to an absolute deadline so an EINTR just resumes), for about
- * 2 s, while main blocks in pthread_join. Prints the measured split and main's lifetime. */
+ * 4 s, while main blocks in pthread_join. Prints the measured split and main's lifetime. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -30,7 +30,7 @@ __attribute__((noinline)) void sleep_phase(uint64_t ns) {
 
 static void *worker(void *arg) {
     (void)arg;
-    for (int i = 0; i < 50; i++) { burn_phase(20000000); sleep_phase(20000000); }
+    for (int i = 0; i < 20; i++) { burn_phase(100000000); sleep_phase(100000000); }
     return NULL;
 }
 
