@@ -265,6 +265,7 @@ unsafe extern "C" fn after_fork_in_child() {
     timer::reset_after_fork();
     crate::profile::heap::after_fork_in_child();
     crate::export::upload::reset_after_fork();
+    crate::python::after_fork_in_child();
     if let Some(config) = config() {
         exporter::start(config.clone(), None);
     }

@@ -244,6 +244,10 @@ fn python_fork_children_and_a_fork_pool_each_leave_a_profile() {
         .arg("8")
         .arg("3")
         .env("DD_PROFILING_UPLOAD_PERIOD", "3600")
+        // Each child symbolizes from scratch at its final export; on a loaded 2-core machine
+        // that can exceed the default 2 s bound, and this test is about every process
+        // leaving a profile, not about flush speed.
+        .env("DD_PROFILING_EXIT_FLUSH_TIMEOUT", "20")
         .env("DD_PROFILING_MEMORY_ENABLED", "true")
         .env("DD_PROFILING_HEAP_ENABLED", "true")
         .timeout(90)

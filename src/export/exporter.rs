@@ -196,11 +196,14 @@ impl Exporter {
         };
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
-        let path = super::file::profile_path(prefix, pid, self.seq);
-        match super::file::write_profile(&path, &bytes) {
-            Ok(()) => self.write_failed = false,
+        match super::file::write_new_profile(prefix, pid, self.seq, &bytes) {
+            Ok((_, seq)) => {
+                self.seq = seq;
+                self.write_failed = false;
+            }
             Err(e) if !self.write_failed => {
                 self.write_failed = true;
+                let path = super::file::profile_path(prefix, pid, self.seq);
                 log_warn!(
                     "cannot write profile {}: {e}; check DD_PROFILING_OUTPUT_PPROF (the directory must be writable)",
                     path.display()

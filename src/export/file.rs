@@ -1,13 +1,36 @@
 //! Writes each profile to `<prefix>.<pid>.<seq>.pprof` (DD_PROFILING_OUTPUT_PPROF).
 //!
-//! The file is written under a temporary name and renamed into place, so a reader never sees
-//! half a profile. Missing directories are created.
+//! The file is written under a temporary name and linked into place, so a reader never sees
+//! half a profile. Missing directories are created. An existing file is never replaced: a
+//! program that `exec`s keeps its pid, and the new image's first profile must not overwrite
+//! the old image's last one, so the sequence number moves on to the next free one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub fn profile_path(prefix: &str, pid: i32, seq: u64) -> PathBuf {
     PathBuf::from(format!("{prefix}.{pid}.{seq}.pprof"))
+}
+
+/// Writes `bytes` as `<prefix>.<pid>.<seq>.pprof` with the first free `seq` ≥ `first_seq`;
+/// returns the path and the sequence number used.
+pub fn write_new_profile(prefix: &str, pid: i32, first_seq: u64, bytes: &[u8]) -> std::io::Result<(PathBuf, u64)> {
+    let first = profile_path(prefix, pid, first_seq);
+    let mut tmp = first.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_profile(&tmp, bytes)?;
+    let mut seq = first_seq;
+    let result = loop {
+        let path = profile_path(prefix, pid, seq);
+        match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => break Ok((path, seq)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && seq < first_seq + 1_000_000 => seq += 1,
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 pub fn write_profile(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -35,6 +58,21 @@ mod tests {
         write_profile(&path, b"abc").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"abc");
         assert!(!path.with_extension("pprof.tmp").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn never_replaces_an_existing_profile() {
+        let dir = std::env::temp_dir().join(format!("ddprof-file-noreplace-{}", std::process::id()));
+        let prefix = dir.join("p");
+        let prefix = prefix.to_str().unwrap();
+        let (first, seq) = write_new_profile(prefix, 7, 1, b"old").unwrap();
+        assert_eq!(seq, 1);
+        let (second, seq) = write_new_profile(prefix, 7, 1, b"new").unwrap();
+        assert_eq!(seq, 2);
+        assert_eq!(std::fs::read(first).unwrap(), b"old");
+        assert_eq!(std::fs::read(second).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "no temporary file left");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

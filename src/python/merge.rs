@@ -11,7 +11,7 @@
 //! (qualified name, file, line), which `describe` reads back when the profile is encoded.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::code::{CodeCache, Resolved};
 use super::discover::Target;
@@ -71,11 +71,23 @@ struct Cold {
     invalid: u64,
 }
 
-static COLD: Mutex<Option<Cold>> = Mutex::new(None);
+/// A spin lock (not std's) so a forked child can reset it (see `after_fork_in_child`).
+static COLD: spin::Mutex<Option<Cold>> = spin::Mutex::new(None);
 
 fn with_cold<R>(f: impl FnOnce(&mut Cold) -> R) -> R {
-    let mut guard = COLD.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = COLD.lock();
     f(guard.get_or_insert_with(Cold::default))
+}
+
+/// In a forked child: if the parent's exporter held the cache at the fork it may be half
+/// updated; it is leaked and a fresh one starts.
+pub(crate) fn after_fork_in_child() {
+    if COLD.try_lock().is_some() {
+        return;
+    }
+    // SAFETY: the holder was a parent thread that does not exist in the child.
+    unsafe { COLD.force_unlock() };
+    std::mem::forget(COLD.lock().take());
 }
 
 /// Frames resolved and frames that were not code objects, since start.

@@ -33,7 +33,6 @@ mod merge;
 mod walk;
 
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
 
 use crate::profile::symbolize::Frame;
 use crate::sample::modules::{self, LoadGeneration};
@@ -58,15 +57,27 @@ struct Control {
     failed_checks: u32,
 }
 
-static CONTROL: Mutex<Control> = Mutex::new(Control {
+/// A spin lock (not std's) so a forked child can reset it when the parent's exporter held it.
+static CONTROL: spin::Mutex<Control> = spin::Mutex::new(Control {
     searched: None,
     given_up: false,
     validated: false,
     failed_checks: 0,
 });
 
-fn control() -> std::sync::MutexGuard<'static, Control> {
-    CONTROL.lock().unwrap_or_else(|e| e.into_inner())
+fn control() -> spin::MutexGuard<'static, Control> {
+    CONTROL.lock()
+}
+
+/// In a forked child: the parent's exporter may have held the cold-side locks at the fork;
+/// their holder does not exist here. State that may be half-updated is dropped.
+pub fn after_fork_in_child() {
+    if CONTROL.try_lock().is_none() {
+        // SAFETY: the holder was a parent thread that does not exist in the child.
+        unsafe { CONTROL.force_unlock() };
+        *CONTROL.lock() = Control { searched: None, given_up: false, validated: false, failed_checks: 0 };
+    }
+    merge::after_fork_in_child();
 }
 
 fn target() -> Option<&'static Target> {

@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""make bench: the libddprof overhead table.
+
+Every row runs a workload from bench/ without and with the library, alternating in this one
+invocation, and reports the median of the runs of each variant. Numbers come only from the runs
+made here. Profiles go to files under a temporary directory (DD_PROFILING_OUTPUT_PPROF); no Agent
+is needed. Run from the repository root (make bench does); the library must be built.
+
+Environment: BENCH_RUNS (runs per variant, default 5, minimum 5).
+"""
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = os.path.join(ROOT, "target", "release", "libddprof.so")
+BUILD = os.path.join(ROOT, "target", "bench")
+VENV = os.path.join(ROOT, "target", "bench-venv")
+RUNS = max(5, int(os.environ.get("BENCH_RUNS", "5")))
+PY_ROUNDS = 40          # bench/cpu_bound.py rounds (~1 s)
+CPU_ROUNDS = 100000     # bench/cpu_bench work rounds (~1.5 s)
+C_PROGRAMS = ["malloc_bench", "mutex_bench", "cpu_bench", "idle_threads", "fork_bench", "trivial"]
+
+TMP = tempfile.mkdtemp(prefix="ddprof-bench-")
+rows = []    # dicts: workload, metric, without, with, ratio, added, goal, met
+notes = []
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def base_env():
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    for k in list(env):
+        if k.startswith("DD_") or k.startswith("CPUPROFILE"):
+            del env[k]
+    return env
+
+
+def env_for(variant, extra=None):
+    """Environment of one variant: 'without', 'with' (libddprof), 'gperf', 'ddtrace'."""
+    env = base_env()
+    env["DD_PROFILING_OUTPUT_PPROF"] = os.path.join(TMP, "prof", variant)
+    if variant == "with":
+        env["LD_PRELOAD"] = LIB
+    elif variant == "gperf":
+        env["LD_PRELOAD"] = GPERF_LIB
+        env["CPUPROFILE"] = os.path.join(TMP, "gperf.prof")
+    elif variant == "ddtrace":
+        env["DD_PROFILING_ENABLED"] = "true"
+        env["DD_INSTRUMENTATION_TELEMETRY_ENABLED"] = "false"
+        env["DD_REMOTE_CONFIGURATION_ENABLED"] = "false"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(argv, env, timeout=120):
+    """Run argv; return (wall seconds, rusage, stdout, stderr)."""
+    out_path = os.path.join(TMP, "out.txt")
+    err_path = os.path.join(TMP, "err.txt")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path, encoding="utf-8", errors="replace") as f:
+        stdout = f.read()
+    with open(err_path, encoding="utf-8", errors="replace") as f:
+        stderr = f.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: {stderr[-500:]}")
+    return wall, ru, stdout, stderr
+
+
+def value_of(stdout, key="value"):
+    m = re.search(rf"^{key}=(\S+)$", stdout, re.M)
+    if not m:
+        raise RuntimeError(f"no {key}= in output: {stdout[-300:]}")
+    return float(m.group(1))
+
+
+def alternate(variants, measure, warmup=True):
+    """Run each variant RUNS times, alternating; measure(variant) -> number. Returns medians."""
+    if warmup:
+        for v in variants:
+            measure(v)
+    samples = {v: [] for v in variants}
+    for _ in range(RUNS):
+        for v in variants:
+            samples[v].append(measure(v))
+    return {v: statistics.median(s) for v, s in samples.items()}, samples
+
+
+def fmt(x):
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    ax = abs(x)
+    if ax >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if ax >= 1e4:
+        return f"{x / 1e3:.1f} k"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def add_row(workload, metric, without, with_, ratio=None, added="—", goal="—", met="—"):
+    if ratio is None and isinstance(without, (int, float)) and isinstance(with_, (int, float)) and without:
+        ratio = with_ / without
+    rows.append({
+        "workload": workload, "metric": metric, "without": fmt(without), "with": fmt(with_),
+        "ratio": f"{ratio:.3f}" if isinstance(ratio, float) else (ratio or "—"),
+        "added": added, "goal": goal, "met": met,
+    })
+
+
+def yes_no(ok):
+    return "yes" if ok else "no"
+
+
+def guarded(name, fn):
+    """Run one row's measurement; a failure becomes a printed note, not a crash."""
+    t0 = time.perf_counter()
+    log(f"bench: {name} ...")
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - report and go on with the other rows
+        notes.append(f"{name}: not measured ({e})")
+        log(f"bench: {name} failed: {e}")
+    log(f"bench: {name} done in {time.perf_counter() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------- rows
+
+def bench_malloc():
+    for threads in (1, 2):
+        prog = [os.path.join(BUILD, "malloc_bench"), str(threads), "0.5"]
+        med, _ = alternate(["without", "with"], lambda v: value_of(run(prog, env_for(v))[2]))
+        added_ns = 1e9 / med["with"] - 1e9 / med["without"]
+        # with 2 threads the pairs run in parallel: per-pair cost is threads / throughput
+        added_ns *= threads
+        ratio = med["with"] / med["without"]
+        add_row(f"malloc/free, {threads} thread{'s' if threads > 1 else ''}",
+                "pairs/s (higher is better)", med["without"], med["with"], ratio,
+                f"{added_ns:+.1f} ns/pair", "ratio ≥ 0.97", yes_no(ratio >= 0.97))
+
+
+def bench_mutex():
+    prog = [os.path.join(BUILD, "mutex_bench"), "uncontended", "20000000"]
+    med, _ = alternate(["without", "with"], lambda v: value_of(run(prog, env_for(v))[2]))
+    added = med["with"] - med["without"]
+    add_row("mutex lock+unlock, uncontended", "ns per pair (lower is better)",
+            med["without"], med["with"], None, f"{added:+.1f} ns/pair", "≤ 5 ns added",
+            yes_no(added <= 5))
+    prog = [os.path.join(BUILD, "mutex_bench"), "contended", "4", "0.5"]
+    med, _ = alternate(["without", "with"], lambda v: value_of(run(prog, env_for(v))[2]))
+    ratio = med["with"] / med["without"]
+    add_row("mutex, 4 threads contended", "acquisitions/s (higher is better)",
+            med["without"], med["with"], ratio, "—", "ratio ≥ 0.97", yes_no(ratio >= 0.97))
+
+
+GPERF_LIB = None
+
+
+def find_gperf():
+    for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+              "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"):
+        p = os.path.join(d, "libprofiler.so.0")
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def bench_cpu():
+    global GPERF_LIB
+    GPERF_LIB = find_gperf()
+    variants = ["without", "with"]
+    if GPERF_LIB:
+        variants.append("gperf")
+    else:
+        notes.append("gperftools CPU profiler: libprofiler.so.0 not found "
+                     "(apt-get install libgoogle-perftools4); row skipped")
+    prog = [os.path.join(BUILD, "cpu_bench"), "work", str(CPU_ROUNDS)]
+    med, _ = alternate(variants, lambda v: run(prog, env_for(v))[0], warmup=False)
+    ratio = med["with"] / med["without"]
+    add_row("CPU-bound C program, libddprof (100 Hz)", "process wall time, s (lower is better)",
+            med["without"], med["with"], ratio, f"{(med['with'] - med['without']) * 1e3:+.1f} ms",
+            "ratio ≤ 1.01", yes_no(ratio <= 1.01))
+    if GPERF_LIB:
+        ratio = med["gperf"] / med["without"]
+        add_row("same C program, gperftools CPU profiler (100 Hz)",
+                "process wall time, s (lower is better)", med["without"], med["gperf"], ratio,
+                f"{(med['gperf'] - med['without']) * 1e3:+.1f} ms", "comparison", "—")
+
+
+def bench_python():
+    py = os.path.join(VENV, "bin", "python")
+    ddtrace_run = os.path.join(VENV, "bin", "ddtrace-run")
+    variants = ["without", "with"]
+    if os.path.exists(ddtrace_run):
+        variants.append("ddtrace")
+    else:
+        notes.append(f"ddtrace: {ddtrace_run} missing (pip install ddtrace failed); row skipped")
+    script = [os.path.join(ROOT, "bench", "cpu_bound.py"), str(PY_ROUNDS)]
+    all_on = {f"DD_PROFILING_{t}_ENABLED": "true" for t in ("CPU", "WALL", "MEMORY", "HEAP", "LOCK")}
+
+    def measure(v):
+        if v == "ddtrace":
+            argv = [ddtrace_run, py] + script
+            env = env_for(v)
+        else:
+            argv = [py] + script
+            env = env_for(v, all_on if v == "with" else None)
+        wall, _, out, _ = run(argv, env)
+        return (wall, value_of(out))
+
+    samples = {v: [] for v in variants}
+    for v in variants:
+        measure(v)  # warm-up (page cache, .pyc)
+    for _ in range(RUNS):
+        for v in variants:
+            samples[v].append(measure(v))
+    wall = {v: statistics.median(s[0] for s in samples[v]) for v in variants}
+    loop = {v: statistics.median(s[1] for s in samples[v]) for v in variants}
+    for v, name in (("with", "libddprof, all profile types"), ("ddtrace", "ddtrace-run, DD_PROFILING_ENABLED=true")):
+        if v not in variants:
+            continue
+        add_row(f"Python 3.11 CPU-bound script, {name}", "process wall time, s (lower is better)",
+                wall["without"], wall[v], None, f"{(wall[v] - wall['without']) * 1e3:+.0f} ms",
+                "—", "—")
+        add_row(f"  same, work loop only", "loop time, s (lower is better)",
+                loop["without"], loop[v], None, f"{(loop[v] - loop['without']) * 1e3:+.0f} ms",
+                "—", "—")
+
+
+def bench_idle():
+    secs = 5.0
+    prog = [os.path.join(BUILD, "idle_threads"), "500", str(secs)]
+    med, _ = alternate(["without", "with"], lambda v: value_of(run(prog, env_for(v))[2]), warmup=False)
+    pct = (med["with"] - med["without"]) / secs * 100
+    add_row("500 idle threads, wall sampling on", f"process CPU over {secs:.0f} s, ms",
+            med["without"] * 1e3, med["with"] * 1e3, "—", f"{pct:.2f} % of a core",
+            "≤ 1 % of a core", yes_no(pct <= 1.0))
+
+
+def bench_fork():
+    prog = [os.path.join(BUILD, "fork_bench"), "0.5"]
+    med, _ = alternate(["without", "with"], lambda v: value_of(run(prog, env_for(v))[2]))
+    ratio = med["with"] / med["without"]
+    add_row("fork + wait", "forks/s (higher is better)", med["without"], med["with"], ratio,
+            f"{(1e6 / med['with'] - 1e6 / med['without']):+.0f} µs/fork", "ratio ≥ 0.9",
+            yes_no(ratio >= 0.9))
+
+
+def bench_rss():
+    prog = [os.path.join(BUILD, "trivial")]
+    med, _ = alternate(["without", "with"], lambda v: run(prog, env_for(v))[1].ru_maxrss / 1024.0)
+    add_row("trivial program (200 ms sleep)", "max RSS, MiB", med["without"], med["with"], None,
+            f"{med['with'] - med['without']:+.1f} MiB", "—", "—")
+
+
+DURATION_RE = re.compile(r"profile (\d+) exported: .*, ([0-9.]+)(ns|µs|us|ms|s)\s*$", re.M)
+UNIT = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def bench_export():
+    prog = [os.path.join(BUILD, "cpu_bench"), "busy", "4", "10"]
+    env = env_for("with", {"DD_PROFILING_UPLOAD_PERIOD": "5", "DD_PROFILING_LOG_LEVEL": "debug"})
+    _, _, _, err = run(prog, env)
+    durs = [float(m.group(2)) * UNIT[m.group(3)] for m in DURATION_RE.finditer(err)]
+    if not durs:
+        raise RuntimeError("no 'profile N exported' lines at debug level")
+    add_row("busy 4-thread C program, 10 s, period 5 s",
+            f"export step wall time per profile, ms (median of {len(durs)} exports, one run)",
+            None, statistics.median(durs), "—", "—", "—", "—")
+
+
+# ---------------------------------------------------------------- main
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    return model, load
+
+
+def build():
+    os.makedirs(BUILD, exist_ok=True)
+    cc = os.environ.get("CC", "cc")
+    for name in C_PROGRAMS:
+        src = os.path.join(ROOT, "bench", f"{name}.c")
+        out = os.path.join(BUILD, name)
+        deps = [src, os.path.join(ROOT, "bench", "common.h")]
+        if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(d) for d in deps):
+            continue
+        subprocess.run([cc, "-O2", "-g", "-pthread", "-o", out, src], check=True)
+
+
+def ensure_venv():
+    """target/bench-venv with ddtrace when pip can install it; the Python rows use its python."""
+    py = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    if not os.path.exists(os.path.join(VENV, "bin", "ddtrace-run")):
+        log("bench: pip install ddtrace into target/bench-venv ...")
+        r = subprocess.run([py, "-m", "pip", "install", "-q", "ddtrace"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            tail = r.stdout.strip().splitlines()[-1:] or ["?"]
+            notes.append(f"ddtrace: pip install ddtrace failed ({tail[0]}); ddtrace row skipped")
+
+
+def main():
+    if not os.path.exists(LIB):
+        sys.exit(f"bench: {LIB} is missing; run `cargo build --release` (make bench does)")
+    build()
+    ensure_venv()
+    model, load = machine()
+    started = time.time()
+    header = [
+        f"machine: {os.cpu_count()} CPUs (nproc {os.sched_getaffinity(0).__len__()}), {model}, "
+        f"Linux {platform.release()}",
+        f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start: {load}",
+        f"method: each row alternates without/with the library {RUNS} times in this invocation "
+        f"(after one warm-up run of each for short workloads); medians shown; "
+        f"ratio = with / without; profiles written to files, no Agent",
+        f"python: {os.path.join('target', 'bench-venv', 'bin', 'python')} "
+        f"({subprocess.run([os.path.join(VENV, 'bin', 'python'), '-VV'], capture_output=True, text=True).stdout.strip()})",
+    ]
+    print("\n".join(header), flush=True)
+
+    guarded("malloc", bench_malloc)
+    guarded("mutex", bench_mutex)
+    guarded("cpu", bench_cpu)
+    guarded("python", bench_python)
+    guarded("idle threads", bench_idle)
+    guarded("fork", bench_fork)
+    guarded("rss", bench_rss)
+    guarded("exporter", bench_export)
+
+    _, load_end = machine()
+    print()
+    cols = ["workload", "metric", "without", "with", "ratio", "added", "goal", "met"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    print()
+    print(f"load average at end: {load_end}; took {time.time() - started:.0f} s")
+    for n in notes:
+        print(f"note: {n}")
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
