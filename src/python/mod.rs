@@ -80,6 +80,11 @@ pub fn after_fork_in_child() {
     merge::after_fork_in_child();
 }
 
+/// True once an interpreter was found and its layout accepted (a lock-free load: hot side).
+pub fn active() -> bool {
+    target().is_some()
+}
+
 fn target() -> Option<&'static Target> {
     let p = TARGET.load(Ordering::Acquire);
     // SAFETY: TARGET only ever holds leaked boxes.

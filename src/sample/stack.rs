@@ -21,9 +21,13 @@ pub fn capture_into(slot: &SlotWriter, regs: Registers) -> Captured {
     let capacity = slot.capacity();
     let stack_hi = thread::with(|s| s.stack_hi.get() as u64);
     let stack = regs.sp..stack_hi.max(regs.sp);
+    // Native frames come first; in a Python process half the room is kept for the Python
+    // frames, or a deep native stack (4-5 frames per Python call before 3.11) would leave
+    // none for them.
+    let native_capacity = if crate::python::active() { capacity / 2 } else { capacity };
     let mut n = 0usize;
     unwind::capture(regs, stack, &mut |frame| {
-        if n >= capacity {
+        if n >= native_capacity {
             return false;
         }
         slot.set_frame(n, frame);
