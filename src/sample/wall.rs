@@ -28,7 +28,7 @@ use crate::thread;
 
 /// Looks per tick: bounds the sampler's cost with hundreds of idle threads (each look is a
 /// clock read and, for a thread that looks idle, a small /proc read).
-const MAX_LOOKS_PER_TICK: usize = 32;
+const MAX_LOOKS_PER_TICK: usize = 16;
 /// CPU a thread may use between two looks and still count as not having run.
 const IDLE_CPU_NS: u64 = 200_000;
 /// Marks the signal payload as a wall sample (the top byte); the rest is the weight in ns.
@@ -51,6 +51,9 @@ struct Watched {
     captures_at_send: Option<u64>,
     /// Monotonic time up to which its wall time has been accounted.
     accounted_until: u64,
+    /// The thread's CPU time when it was last found blocked where it was captured: while its
+    /// CPU clock still reads exactly this, it has not run at all, and the /proc check is skipped.
+    confirmed_idle_cpu: Option<u64>,
 }
 
 /// What a look needs, copied out of the registry.
@@ -62,6 +65,7 @@ struct Look {
     capture_sp: u64,
     captures_at_send: Option<u64>,
     accounted_until: u64,
+    confirmed_idle_cpu: Option<u64>,
 }
 
 static WATCHED: spin::Mutex<Vec<Watched>> = spin::Mutex::new(Vec::new());
@@ -89,7 +93,7 @@ pub fn register_current(tid: i32) {
         }
     });
     let entry =
-        Watched { tid, captures, capture_cpu_ns, capture_pc, capture_sp, captures_at_send: None, accounted_until: monotonic_ns() };
+        Watched { tid, captures, capture_cpu_ns, capture_pc, capture_sp, captures_at_send: None, accounted_until: monotonic_ns(), confirmed_idle_cpu: None };
     let mut watched = WATCHED.lock();
     watched.retain(|w| w.tid != tid);
     watched.push(entry);
@@ -178,19 +182,20 @@ fn tick() {
         let elapsed = now.saturating_sub(look.accounted_until);
         // Ran since its last capture? Then its stack may have changed: capture it again.
         // Otherwise it is exactly where it was captured (blocked, or waiting for a CPU).
-        let ran = look.captures == 0
-            || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS
-            || blocked_at(look.tid) != Some((look.capture_pc, look.capture_sp));
-        let sent = if ran {
-            if !send_wall_signal(look.tid, elapsed) {
-                continue; // the thread is gone; unregister will follow
+        let unchanged = look.captures > 0 && look.confirmed_idle_cpu == Some(cpu);
+        let ran = !unchanged
+            && (look.captures == 0
+                || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS
+                || !blocked_at(look.tid).is_some_and(|at| same_place(at, (look.capture_pc, look.capture_sp))));
+        // The registry entry is updated before anything is recorded, so an exit racing with
+        // this look (unregister accounts the thread's tail) never counts the same time twice.
+        if ran {
+            if update(look.tid, now, Some(look.captures), None) && !send_wall_signal(look.tid, elapsed) {
+                push_reuse(look.tid, elapsed, now); // the thread is exiting: keep its time
             }
-            Some(look.captures)
-        } else {
+        } else if update(look.tid, now, None, Some(cpu)) {
             push_reuse(look.tid, elapsed, now);
-            None
-        };
-        update(look.tid, now, sent);
+        }
     }
 }
 
@@ -212,16 +217,23 @@ fn next_batch() -> Vec<Look> {
             capture_sp: w.capture_sp.load(Ordering::Acquire),
             captures_at_send: w.captures_at_send,
             accounted_until: w.accounted_until,
+            confirmed_idle_cpu: w.confirmed_idle_cpu,
         })
         .collect();
     *next = (*next + n) % watched.len();
     batch
 }
 
-fn update(tid: i32, now: u64, sent: Option<u64>) {
-    if let Some(w) = WATCHED.lock().iter_mut().find(|w| w.tid == tid) {
-        w.accounted_until = now;
-        w.captures_at_send = sent;
+/// Records a look; false when the thread has unregistered meanwhile (its exit accounted it).
+fn update(tid: i32, now: u64, sent: Option<u64>, confirmed_idle_cpu: Option<u64>) -> bool {
+    match WATCHED.lock().iter_mut().find(|w| w.tid == tid) {
+        Some(w) => {
+            w.accounted_until = now;
+            w.captures_at_send = sent;
+            w.confirmed_idle_cpu = confirmed_idle_cpu;
+            true
+        }
+        None => false,
     }
 }
 
@@ -240,6 +252,14 @@ pub fn capture_done(pc: u64, sp: u64) {
 fn blocked_at(tid: i32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
     parse_syscall_position(&text)
+}
+
+/// Whether a thread blocked at `now` (pc, sp) is where it was captured. A system call that
+/// the kernel restarts after our signal (SA_RESTART: futex, read…) was captured with its pc
+/// rewound onto the 2-byte `syscall` instruction; blocked again, it reports the pc after it.
+fn same_place(now: (u64, u64), captured: (u64, u64)) -> bool {
+    const SYSCALL_INSN_LEN: u64 = 2;
+    now.1 == captured.1 && (now.0 == captured.0 || now.0 == captured.0 + SYSCALL_INSN_LEN)
 }
 
 fn parse_syscall_position(text: &str) -> Option<(u64, u64)> {
@@ -324,5 +344,13 @@ mod tests {
         assert_eq!(parse_syscall_position(blocked), Some((0x7f9c5e6ed545, 0x7ffd2a9b3ef8)));
         assert_eq!(parse_syscall_position("running\n"), None);
         assert_eq!(parse_syscall_position("-1 0x7ffd2a9b3ef8 0x401000\n"), Some((0x401000, 0x7ffd2a9b3ef8)));
+    }
+
+    #[test]
+    fn restarted_syscall_is_the_same_place() {
+        assert!(same_place((0x1002, 0x50), (0x1000, 0x50)));
+        assert!(same_place((0x1000, 0x50), (0x1000, 0x50)));
+        assert!(!same_place((0x1004, 0x50), (0x1000, 0x50)));
+        assert!(!same_place((0x1000, 0x58), (0x1000, 0x50)));
     }
 }
