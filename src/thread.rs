@@ -21,8 +21,6 @@ pub struct ThreadState {
     pub in_profiler: Cell<bool>,
     /// The library's own threads (exporter) are never sampled.
     pub internal: Cell<bool>,
-    /// Bytes left before the next allocation sample (see sample/alloc.rs).
-    pub alloc_remaining: Cell<i64>,
     pub alloc_started: Cell<bool>,
     /// xorshift state for this thread's sampling draws; 0 until seeded.
     pub rng: Cell<u64>,
@@ -60,7 +58,6 @@ impl ThreadState {
             last_cpu_ns: Cell::new(0),
             in_profiler: Cell::new(false),
             internal: Cell::new(false),
-            alloc_remaining: Cell::new(0),
             alloc_started: Cell::new(false),
             rng: Cell::new(0),
             wall_captures: AtomicU64::new(0),
