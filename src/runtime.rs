@@ -48,15 +48,14 @@ pub fn start() {
     // SAFETY: getpid has no preconditions.
     OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
     crate::collect::init_ring(config.max_frames);
-    let mut tracker = unwind::ModuleTracker::new();
-    tracker.refresh();
+    unwind::with_tracker(|tracker| tracker.refresh());
     crate::python::init();
     create_thread_exit_key();
     install_fork_handlers();
     start_signal_sampling(&config);
     crate::sample::alloc::configure(config.heap_sample_size, config.memory_enabled, config.heap_enabled);
     crate::sample::lock::configure(config.lock_enabled, config.lock_sample_interval_ns, config.lock_hold_sample_every);
-    exporter::start(config.clone(), Some(tracker));
+    exporter::start(config.clone());
     ACTIVE.store(true, Ordering::Release);
     // SAFETY: registering a plain extern "C" function with atexit.
     unsafe { libc::atexit(at_exit) };
@@ -266,8 +265,10 @@ unsafe extern "C" fn after_fork_in_child() {
     crate::profile::heap::after_fork_in_child();
     crate::export::upload::reset_after_fork();
     crate::python::after_fork_in_child();
+    crate::profile::symbolize::after_fork_in_child();
+    unwind::tracker_after_fork_in_child();
     if let Some(config) = config() {
-        exporter::start(config.clone(), None);
+        exporter::start(config.clone());
     }
     thread::with(|s| s.last_cpu_ns.set(thread::thread_cpu_ns()));
     arm_cpu_timer();

@@ -13,8 +13,6 @@ use crate::config::Config;
 use crate::profile::aggregate::{self, Aggregator};
 use crate::profile::builder::encode_gzip;
 use crate::profile::encode::{encode_period, EncodeOptions};
-use crate::profile::symbolize::Symbolizer;
-use crate::sample::unwind::ModuleTracker;
 use crate::{log_debug, log_warn};
 
 const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -43,17 +41,12 @@ fn shared() -> Option<&'static Shared> {
     (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
-/// Starts the exporter thread. `tracker` has already published the first module list.
-pub fn start(config: Arc<Config>, tracker: Option<ModuleTracker>) {
+/// Starts the exporter thread. The module tracker has already published the first module list.
+pub fn start(config: Arc<Config>) {
     let shared = Box::leak(Box::new(Shared { control: Mutex::new(Control::default()), wake: Condvar::new() }));
     SHARED.store(shared, Ordering::Release);
     let spawned = crate::thread::spawn_internal("ddprof-exporter", move || {
-        let tracker = tracker.unwrap_or_else(|| {
-            let mut t = ModuleTracker::new();
-            t.refresh();
-            t
-        });
-        Exporter::new(config, tracker).run(shared);
+        Exporter::new(config).run(shared);
     });
     if let Err(e) = spawned {
         log_warn!("could not start the exporter thread ({e}); no profile will be written");
@@ -81,9 +74,7 @@ pub fn final_flush(timeout: Duration) {
 
 struct Exporter {
     config: Arc<Config>,
-    tracker: ModuleTracker,
     aggregator: Aggregator,
-    symbolizer: Symbolizer,
     seq: u64,
     columns: Vec<usize>,
     write_failed: bool,
@@ -94,9 +85,9 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn new(config: Arc<Config>, tracker: ModuleTracker) -> Self {
+    fn new(config: Arc<Config>) -> Self {
         let columns = enabled_columns(&config);
-        Exporter { config, tracker, aggregator: Aggregator::new(), symbolizer: Symbolizer::new(), seq: 0, columns, write_failed: false, uploader: None, heap_untracked: 0 }
+        Exporter { config, aggregator: Aggregator::new(), seq: 0, columns, write_failed: false, uploader: None, heap_untracked: 0 }
     }
 
     fn run(mut self, shared: &Shared) {
@@ -106,7 +97,7 @@ impl Exporter {
         loop {
             let final_requested = wait(shared, if busy { BUSY_DRAIN_INTERVAL } else { DRAIN_INTERVAL });
             if final_requested || Instant::now() >= next_refresh {
-                self.tracker.refresh();
+                crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
                 crate::python::refresh();
                 next_refresh = Instant::now() + DRAIN_INTERVAL;
             }
@@ -147,13 +138,14 @@ impl Exporter {
         let started = Instant::now();
         let period = self.aggregator.take_period();
         let cpu_period_ns = self.config.cpu_enabled.then(|| 1_000_000_000 / self.config.cpu_frequency_hz.max(1) as i64);
+        let mappings = crate::sample::unwind::with_tracker(|tracker| tracker.all_mappings().to_vec());
         let options = EncodeOptions {
             columns: &self.columns,
             cpu_period_ns,
-            mappings: self.tracker.all_mappings(),
+            mappings: &mappings,
             comments: &self.comments(),
         };
-        let profile = encode_period(&period, &options, &mut self.symbolizer);
+        let profile = crate::profile::symbolize::with_shared(|symbolizer| encode_period(&period, &options, symbolizer));
         let bytes = encode_gzip(&profile);
         let size = bytes.len();
         self.seq += 1;

@@ -396,3 +396,26 @@ mod tests {
         assert!(known > 0);
     }
 }
+
+/// The process's symbolizer, kept in a global (cold side only) rather than on the exporter
+/// thread, so a forked child inherits its cache: a child's first export then resolves the
+/// parent's addresses without reading any debug info again. A spin lock, so the child can
+/// tell whether the parent's exporter held it at the fork.
+static SHARED: spin::Mutex<Option<Symbolizer>> = spin::Mutex::new(None);
+
+/// Runs `f` with the shared symbolizer.
+pub fn with_shared<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> R {
+    let mut guard = SHARED.lock();
+    f(guard.get_or_insert_with(Symbolizer::new))
+}
+
+/// In a forked child: keep the parent's cache unless it was in use at the fork (then it may
+/// be half updated, and is leaked).
+pub fn after_fork_in_child() {
+    if SHARED.try_lock().is_some() {
+        return;
+    }
+    // SAFETY: the holder was a parent thread that does not exist in the child.
+    unsafe { SHARED.force_unlock() };
+    std::mem::forget(SHARED.lock().take());
+}

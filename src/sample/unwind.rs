@@ -287,6 +287,26 @@ pub fn current_mappings() -> Arc<Vec<Mapping>> {
     mappings
 }
 
+/// The module tracker, global (cold side only) so a forked child inherits the modules built
+/// so far instead of copying every module's unwind tables again. A spin lock, so the child can
+/// tell whether the parent's exporter held it at the fork.
+static TRACKER: spin::Mutex<Option<ModuleTracker>> = spin::Mutex::new(None);
+
+pub fn with_tracker<R>(f: impl FnOnce(&mut ModuleTracker) -> R) -> R {
+    let mut guard = TRACKER.lock();
+    f(guard.get_or_insert_with(ModuleTracker::new))
+}
+
+/// In a forked child: keep the parent's tracker unless it was in use at the fork.
+pub fn tracker_after_fork_in_child() {
+    if TRACKER.try_lock().is_some() {
+        return;
+    }
+    // SAFETY: the holder was a parent thread that does not exist in the child.
+    unsafe { TRACKER.force_unlock() };
+    std::mem::forget(TRACKER.lock().take());
+}
+
 /// In a forked child only the forking thread survives: any reader count or claimed cache
 /// that belonged to another thread of the parent is void.
 pub fn reset_after_fork() {
