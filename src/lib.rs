@@ -16,6 +16,7 @@
 pub mod collect;
 pub mod config;
 pub mod export;
+pub mod fork_safe;
 pub mod hooks;
 pub mod log;
 pub mod profile;
@@ -27,6 +28,7 @@ pub mod real_lock;
 pub mod runtime;
 pub mod sample;
 pub mod thread;
+pub mod tls_counter;
 
 /// Load-time constructor. It starts the profiler only when this code is running as the
 /// preloaded shared library, not when the crate is linked into a program (the tests,

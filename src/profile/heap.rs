@@ -105,14 +105,9 @@ pub static LIVE_HEAP: spin::Mutex<Option<LiveHeap>> = spin::Mutex::new(None);
 /// In a forked child: keep the parent's live set if it was consistent at the fork (no one
 /// held its lock); otherwise start empty, on both sides.
 pub fn after_fork_in_child() {
-    if LIVE_HEAP.try_lock().is_some() {
-        return;
+    if !crate::fork_safe::keep_if_consistent(&LIVE_HEAP) {
+        crate::collect::live_heap::clear();
     }
-    // SAFETY: the holder was a thread of the parent; it does not exist in the child.
-    unsafe { LIVE_HEAP.force_unlock() };
-    let stale = LIVE_HEAP.lock().take();
-    std::mem::forget(stale); // may be half-updated: do not walk it
-    crate::collect::live_heap::clear();
 }
 
 #[cfg(test)]

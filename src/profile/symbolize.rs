@@ -412,10 +412,5 @@ pub fn with_shared<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> R {
 /// In a forked child: keep the parent's cache unless it was in use at the fork (then it may
 /// be half updated, and is leaked).
 pub fn after_fork_in_child() {
-    if SHARED.try_lock().is_some() {
-        return;
-    }
-    // SAFETY: the holder was a parent thread that does not exist in the child.
-    unsafe { SHARED.force_unlock() };
-    std::mem::forget(SHARED.lock().take());
+    crate::fork_safe::keep_if_consistent(&SHARED);
 }

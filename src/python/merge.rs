@@ -82,12 +82,7 @@ fn with_cold<R>(f: impl FnOnce(&mut Cold) -> R) -> R {
 /// In a forked child: if the parent's exporter held the cache at the fork it may be half
 /// updated; it is leaked and a fresh one starts.
 pub(crate) fn after_fork_in_child() {
-    if COLD.try_lock().is_some() {
-        return;
-    }
-    // SAFETY: the holder was a parent thread that does not exist in the child.
-    unsafe { COLD.force_unlock() };
-    std::mem::forget(COLD.lock().take());
+    crate::fork_safe::keep_if_consistent(&COLD);
 }
 
 /// Frames resolved and frames that were not code objects, since start.

@@ -14,6 +14,7 @@ use crate::collect::live_heap;
 use crate::collect::ring::{Header, Kind};
 use crate::sample::stack;
 use crate::thread;
+use crate::tls_counter::alloc_bytes_left as countdown;
 
 /// Mean bytes between samples (T).
 static MEAN_INTERVAL: AtomicU64 = AtomicU64::new(512 * 1024);
@@ -39,62 +40,11 @@ pub fn mean_interval() -> u64 {
 }
 
 /// Called after every successful allocation of `size` bytes at `ptr`: one subtraction from
-/// a thread-local counter and a branch.
+/// an initial-exec thread-local counter (see tls_counter.rs) and a branch.
 #[inline(always)]
 pub fn on_alloc(ptr: *mut libc::c_void, size: usize) {
     if countdown::subtract_crosses(size as i64) {
         on_sample_point(ptr, size);
-    }
-}
-
-/// The per-thread byte countdown in initial-exec TLS (x86_64: `fs`-relative). Rust's
-/// `thread_local!` in a shared object goes through `__tls_get_addr` (several ns per call);
-/// the library is always loaded at start-up (LD_PRELOAD), so its TLS is in the static block
-/// and a fixed offset from the thread pointer, which is what initial-exec relies on.
-mod countdown {
-    std::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".balign 8",
-        ".globl ddprof_alloc_bytes_left",
-        ".hidden ddprof_alloc_bytes_left",
-        ".type ddprof_alloc_bytes_left, @object",
-        ".size ddprof_alloc_bytes_left, 8",
-        "ddprof_alloc_bytes_left:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    /// Subtracts `bytes`; true when the count reached zero or below.
-    #[inline(always)]
-    pub fn subtract_crosses(bytes: i64) -> bool {
-        let crossed: u8;
-        // SAFETY: the GOT slot holds the variable's offset from the thread pointer (a TPOFF
-        // relocation resolved at load time); `fs:[offset]` is this thread's own 8 bytes.
-        unsafe {
-            std::arch::asm!(
-                "mov {off}, qword ptr [rip + ddprof_alloc_bytes_left@GOTTPOFF]",
-                "sub qword ptr fs:[{off}], {bytes}",
-                "setle {crossed}",
-                off = out(reg) _,
-                bytes = in(reg) bytes,
-                crossed = out(reg_byte) crossed,
-                options(nostack),
-            );
-        }
-        crossed != 0
-    }
-
-    pub fn set(value: i64) {
-        // SAFETY: as above.
-        unsafe {
-            std::arch::asm!(
-                "mov {off}, qword ptr [rip + ddprof_alloc_bytes_left@GOTTPOFF]",
-                "mov qword ptr fs:[{off}], {value}",
-                off = out(reg) _,
-                value = in(reg) value,
-                options(nostack, preserves_flags),
-            );
-        }
     }
 }
 

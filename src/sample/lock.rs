@@ -100,74 +100,13 @@ pub fn enabled() -> bool {
 /// Called after every successful acquisition of a mutex or rwlock (when enabled).
 #[inline(always)]
 pub fn on_acquired(lock: usize) {
-    if countdown::decrement_crosses() {
+    if countdown::subtract_crosses(1) {
         on_hold_sample_point(lock);
     }
 }
 
-/// The per-thread acquisition countdown in initial-exec TLS (x86_64: `fs`-relative).
-mod countdown {
-    std::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".balign 8",
-        ".globl ddprof_lock_acquisitions_left",
-        ".hidden ddprof_lock_acquisitions_left",
-        ".type ddprof_lock_acquisitions_left, @object",
-        ".size ddprof_lock_acquisitions_left, 8",
-        "ddprof_lock_acquisitions_left:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    /// Subtracts one; true when the count reached zero or below.
-    #[inline(always)]
-    pub fn decrement_crosses() -> bool {
-        let crossed: u8;
-        // SAFETY: the GOT slot holds the variable's offset from the thread pointer (a TPOFF
-        // relocation resolved at load time); `fs:[offset]` is this thread's instance, 8 bytes,
-        // touched by no one else.
-        unsafe {
-            std::arch::asm!(
-                "mov {off}, qword ptr [rip + ddprof_lock_acquisitions_left@GOTTPOFF]",
-                "sub qword ptr fs:[{off}], 1",
-                "setle {crossed}",
-                off = out(reg) _,
-                crossed = out(reg_byte) crossed,
-                options(nostack),
-            );
-        }
-        crossed != 0
-    }
-
-    pub fn set(value: i64) {
-        // SAFETY: as above; fs:[0] holds the thread pointer itself (x86_64 TLS ABI).
-        unsafe {
-            std::arch::asm!(
-                "mov {off}, qword ptr [rip + ddprof_lock_acquisitions_left@GOTTPOFF]",
-                "mov qword ptr fs:[{off}], {value}",
-                off = out(reg) _,
-                value = in(reg) value,
-                options(nostack, preserves_flags),
-            );
-        }
-    }
-
-    #[cfg(test)]
-    pub fn get() -> i64 {
-        let value: i64;
-        // SAFETY: as above.
-        unsafe {
-            std::arch::asm!(
-                "mov {off}, qword ptr [rip + ddprof_lock_acquisitions_left@GOTTPOFF]",
-                "mov {value}, qword ptr fs:[{off}]",
-                off = out(reg) _,
-                value = out(reg) value,
-                options(nostack, preserves_flags, readonly),
-            );
-        }
-        value
-    }
-}
+/// The per-thread acquisition countdown, in initial-exec TLS (see tls_counter.rs).
+use crate::tls_counter::lock_acquisitions_left as countdown;
 
 /// False when this thread surely follows no hold: the release needs nothing else. Also false
 /// whenever lock profiling never started.
@@ -423,13 +362,13 @@ mod tests {
         countdown::set(2);
         std::thread::spawn(|| {
             assert_eq!(countdown::get(), 0, "a new thread starts at 0");
-            assert!(countdown::decrement_crosses());
+            assert!(countdown::subtract_crosses(1));
             assert_eq!(countdown::get(), -1);
         })
         .join()
         .unwrap();
-        assert!(!countdown::decrement_crosses());
-        assert!(countdown::decrement_crosses());
+        assert!(!countdown::subtract_crosses(1));
+        assert!(countdown::subtract_crosses(1));
         assert_eq!(countdown::get(), 0);
     }
 

@@ -299,12 +299,7 @@ pub fn with_tracker<R>(f: impl FnOnce(&mut ModuleTracker) -> R) -> R {
 
 /// In a forked child: keep the parent's tracker unless it was in use at the fork.
 pub fn tracker_after_fork_in_child() {
-    if TRACKER.try_lock().is_some() {
-        return;
-    }
-    // SAFETY: the holder was a parent thread that does not exist in the child.
-    unsafe { TRACKER.force_unlock() };
-    std::mem::forget(TRACKER.lock().take());
+    crate::fork_safe::keep_if_consistent(&TRACKER);
 }
 
 /// In a forked child only the forking thread survives: any reader count or claimed cache

@@ -1,0 +1,19 @@
+//! Cold-side state that a forked child may keep.
+//!
+//! Some caches are worth inheriting (symbols, unwind tables, live sampled blocks), so they
+//! live in globals behind spin locks rather than on the exporter thread. In the child only the
+//! forking thread exists: a lock that was free at the fork means the state is consistent; a
+//! lock held by the parent's exporter means it may be half updated, and it is dropped (leaked,
+//! never walked).
+
+/// Keeps `state` in a forked child if it was consistent at the fork; otherwise resets it to
+/// `None`. Returns whether it was kept. Call only from the child's fork handler.
+pub fn keep_if_consistent<T>(state: &spin::Mutex<Option<T>>) -> bool {
+    if state.try_lock().is_some() {
+        return true;
+    }
+    // SAFETY: the lock's holder was a parent thread, which does not exist in the child.
+    unsafe { state.force_unlock() };
+    std::mem::forget(state.lock().take());
+    false
+}
