@@ -63,8 +63,15 @@ def update_shared_counter(deadline):
     while time.monotonic() < deadline:
         with counter_lock:
             compute_under_lock(20_000)
+            write_while_holding_lock()
             shared_counter += 1
         time.sleep(0.001)
+
+
+def write_while_holding_lock():
+    """I/O under the lock (a classic mistake): the GIL is released, the lock is not, so the
+    other thread really waits for the lock."""
+    time.sleep(0.002)
 
 
 def compute_under_lock(rounds):
