@@ -64,3 +64,24 @@ fn many_idle_threads_are_accounted_exactly() {
     assert_eq!(checked, 501);
     println!("501 threads checked, worst relative error {worst:.4}");
 }
+
+/// A C program's sleep is never cut short by the wall sampler: blocked threads are captured
+/// from the sampler thread, without a signal.
+#[test]
+fn a_plain_nanosleep_is_not_interrupted() {
+    let out = wall_run(&program("wall_sleep.c")).go();
+    out.assert_success();
+    let eintr: u32 = out.value("eintr");
+    let slept: f64 = out.value("slept_ns");
+    assert_eq!(eintr, 0, "nanosleep returned EINTR\n{}", out.describe_run());
+    assert!(slept >= 1.99e9, "slept only {slept} ns\n{}", out.describe_run());
+    let m = out.merged();
+    let main_tid: i64 = out.value("main_tid");
+    let sleeping: f64 = m
+        .samples
+        .iter()
+        .filter(|s| s.thread_id() == Some(main_tid) && s.has_function("sleep_once"))
+        .map(|s| s.values[m.types["wall-time"]] as f64)
+        .sum();
+    assert!(within(sleeping, slept, 0.05), "main in sleep_once {sleeping} ns vs {slept} ns\n{}", m.top("wall-time", 10));
+}

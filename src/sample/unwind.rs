@@ -57,6 +57,29 @@ static READERS: AtomicUsize = AtomicUsize::new(0);
 /// from its stack pointer up). Returns the number of frames produced.
 /// Async-signal-safe: no allocation, no lock, no syscall.
 pub fn capture(regs: Registers, stack: Range<u64>, out: &mut dyn FnMut(u64) -> bool) -> usize {
+    let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        if addr % 8 != 0 || addr < stack.start || addr.saturating_add(8) > stack.end {
+            return Err(());
+        }
+        // SAFETY: addr is aligned and inside the live part of the thread's own stack
+        // ([sp, stack top)), which is mapped and readable.
+        Ok(unsafe { std::ptr::read_volatile(addr as *const u64) })
+    };
+    capture_with(regs, &mut read_stack, out)
+}
+
+/// Captures the stack of another thread from a copy of its stack taken at `base` (the
+/// thread is blocked in a system call, so its registers and stack are still). Cold side.
+pub fn capture_from_copy(regs: Registers, base: u64, copy: &[u8], out: &mut dyn FnMut(u64) -> bool) -> usize {
+    let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        let offset = addr.checked_sub(base).ok_or(())? as usize;
+        let bytes = copy.get(offset..offset.checked_add(8).ok_or(())?).ok_or(())?;
+        Ok(u64::from_ne_bytes(bytes.try_into().map_err(|_| ())?))
+    };
+    capture_with(regs, &mut read_stack, out)
+}
+
+fn capture_with(regs: Registers, read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>, out: &mut dyn FnMut(u64) -> bool) -> usize {
     READERS.fetch_add(1, Ordering::SeqCst);
     let snapshot = CURRENT.load(Ordering::SeqCst);
     let written = if snapshot.is_null() {
@@ -66,7 +89,7 @@ pub fn capture(regs: Registers, stack: Range<u64>, out: &mut dyn FnMut(u64) -> b
         // following its replacement; we hold READERS above zero until we are done.
         let snapshot = unsafe { &*snapshot };
         match CachePool::claim() {
-            Some(cache) => walk(&snapshot.unwinder, cache.get(), regs, stack, out),
+            Some(cache) => walk(&snapshot.unwinder, cache.get(), regs, read_stack, out),
             None => out(regs.pc) as usize,
         }
     };
@@ -78,17 +101,10 @@ fn walk(
     unwinder: &NativeUnwinder,
     cache: &mut NativeCache,
     regs: Registers,
-    stack: Range<u64>,
+    read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
     out: &mut dyn FnMut(u64) -> bool,
 ) -> usize {
-    let mut read_stack = |addr: u64| -> Result<u64, ()> {
-        if addr % 8 != 0 || addr < stack.start || addr.saturating_add(8) > stack.end {
-            return Err(());
-        }
-        // SAFETY: addr is aligned and inside the live part of the thread's own stack
-        // ([sp, stack top)), which is mapped and readable.
-        Ok(unsafe { std::ptr::read_volatile(addr as *const u64) })
-    };
+    let mut read_stack = |addr: u64| read_stack(addr);
     let start = UnwindRegsX86_64::new(regs.pc, regs.sp, regs.bp);
     let mut frames = unwinder.iter_frames(regs.pc, start, cache, &mut read_stack);
     let mut n = 0;

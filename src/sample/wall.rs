@@ -54,6 +54,8 @@ struct Watched {
     /// The thread's CPU time when it was last found blocked where it was captured: while its
     /// CPU clock still reads exactly this, it has not run at all, and the /proc check is skipped.
     confirmed_idle_cpu: Option<u64>,
+    /// Top of the thread's stack (0 if unknown), for captures made from the sampler thread.
+    stack_hi: u64,
 }
 
 /// What a look needs, copied out of the registry.
@@ -66,6 +68,7 @@ struct Look {
     captures_at_send: Option<u64>,
     accounted_until: u64,
     confirmed_idle_cpu: Option<u64>,
+    stack_hi: u64,
 }
 
 static WATCHED: spin::Mutex<Vec<Watched>> = spin::Mutex::new(Vec::new());
@@ -93,7 +96,7 @@ pub fn register_current(tid: i32) {
         }
     });
     let entry =
-        Watched { tid, captures, capture_cpu_ns, capture_pc, capture_sp, captures_at_send: None, accounted_until: monotonic_ns(), confirmed_idle_cpu: None };
+        Watched { tid, captures, capture_cpu_ns, capture_pc, capture_sp, captures_at_send: None, accounted_until: monotonic_ns(), confirmed_idle_cpu: None, stack_hi: thread::with(|s| s.stack_hi.get() as u64) };
     let mut watched = WATCHED.lock();
     watched.retain(|w| w.tid != tid);
     watched.push(entry);
@@ -189,7 +192,9 @@ fn tick() {
                 || !blocked_at(look.tid).is_some_and(|at| same_place(at, (look.capture_pc, look.capture_sp))));
         // The registry entry is updated before anything is recorded, so an exit racing with
         // this look (unregister accounts the thread's tail) never counts the same time twice.
-        if ran {
+        if ran && !crate::python::active() && capture_blocked_thread(&look, cpu, elapsed) {
+            update(look.tid, now, None, Some(cpu));
+        } else if ran {
             if update(look.tid, now, Some(look.captures), None) && !send_wall_signal(look.tid, elapsed) {
                 push_reuse(look.tid, elapsed, now); // the thread is exiting: keep its time
             }
@@ -218,6 +223,7 @@ fn next_batch() -> Vec<Look> {
             captures_at_send: w.captures_at_send,
             accounted_until: w.accounted_until,
             confirmed_idle_cpu: w.confirmed_idle_cpu,
+            stack_hi: w.stack_hi,
         })
         .collect();
     *next = (*next + n) % watched.len();
@@ -245,6 +251,76 @@ pub fn capture_done(pc: u64, sp: u64) {
         s.wall_capture_cpu_ns.store(thread::thread_cpu_ns(), Ordering::Release);
         s.wall_captures.fetch_add(1, Ordering::AcqRel);
     });
+}
+
+/// Most of a thread's stack that a capture from the sampler thread copies.
+const REMOTE_STACK_BYTES: u64 = 256 * 1024;
+
+/// A thread blocked in a system call is captured from here, without a signal: a signal would
+/// make `nanosleep`, `poll`, `epoll_wait`, `sem_timedwait`… return EINTR to a program that may
+/// not expect it. Its registers at the call are in /proc, its stack cannot change while it
+/// sleeps: copy the stack (process_vm_readv: a thread that exits meanwhile is an error, not a
+/// fault), check it is still blocked at the same place, and unwind the copy. Native frames only,
+/// which is why Python processes are still signalled (CPython retries EINTR everywhere).
+/// Returns false when the thread is not blocked in a system call (then it is signalled).
+fn capture_blocked_thread(look: &Look, cpu: u64, elapsed: u64) -> bool {
+    let Some(at) = blocked_in_syscall(look.tid) else { return false };
+    let (pc, sp) = at;
+    let top = if look.stack_hi > sp { look.stack_hi.min(sp + REMOTE_STACK_BYTES) } else { sp + 64 * 1024 };
+    let Some(copy) = copy_stack(sp, (top - sp) as usize) else { return false };
+    if blocked_in_syscall(look.tid) != Some(at) {
+        return false; // it moved while we copied: let a signal catch it
+    }
+    let Some(slot) = crate::collect::claim_patiently() else { return false };
+    let capacity = slot.capacity();
+    let mut n = 0usize;
+    let regs = super::unwind::Registers { pc, sp, bp: 0 };
+    super::unwind::capture_from_copy(regs, sp, &copy, &mut |frame| {
+        if n >= capacity {
+            return false;
+        }
+        slot.set_frame(n, frame);
+        n += 1;
+        true
+    });
+    slot.commit(captured_header(look.tid, elapsed, n), n);
+    record_remote_capture(look.tid, pc, sp, cpu);
+    true
+}
+
+/// Publishes a capture made from the sampler thread as if the thread had made it.
+fn record_remote_capture(tid: i32, pc: u64, sp: u64, cpu: u64) {
+    if let Some(w) = WATCHED.lock().iter().find(|w| w.tid == tid) {
+        w.capture_pc.store(pc, Ordering::Release);
+        w.capture_sp.store(sp, Ordering::Release);
+        w.capture_cpu_ns.store(cpu, Ordering::Release);
+        w.captures.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// `len` bytes of this process's memory at `addr`, or None if any of it is unmapped.
+fn copy_stack(addr: u64, len: usize) -> Option<Vec<u8>> {
+    let mut copy = vec![0u8; len];
+    let local = libc::iovec { iov_base: copy.as_mut_ptr().cast(), iov_len: len };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len };
+    // SAFETY: the local buffer is valid for `len` bytes; bad remote addresses only make the
+    // call fail (or read less), they cannot fault.
+    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if read <= 0 {
+        return None;
+    }
+    copy.truncate(read as usize);
+    Some(copy)
+}
+
+/// (pc, sp) of a thread blocked in a system call; None when running or not in a call.
+fn blocked_in_syscall(tid: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    let first = text.split_whitespace().next()?;
+    if first == "running" || first.starts_with('-') {
+        return None;
+    }
+    parse_syscall_position(&text)
 }
 
 /// Where a thread is blocked: the user (pc, sp) of the system call it sleeps in, from
