@@ -254,7 +254,7 @@ pub fn capture_done(pc: u64, sp: u64) {
 }
 
 /// Most of a thread's stack that a capture from the sampler thread copies.
-const REMOTE_STACK_BYTES: u64 = 256 * 1024;
+const REMOTE_STACK_BYTES: u64 = 64 * 1024;
 
 /// A thread blocked in a system call is captured from here, without a signal: a signal would
 /// make `nanosleep`, `poll`, `epoll_wait`, `sem_timedwait`… return EINTR to a program that may
