@@ -85,3 +85,16 @@ fn a_plain_nanosleep_is_not_interrupted() {
         .sum();
     assert!(within(sleeping, slept, 0.05), "main in sleep_once {sleeping} ns vs {slept} ns\n{}", m.top("wall-time", 10));
 }
+
+/// A thread that blocks SIGPROF never answers the sampler's signal; its wall time is still
+/// accounted (to its last stack, or to no stack at all), not lost.
+#[test]
+fn a_thread_blocking_signals_is_still_accounted() {
+    let out = wall_run(&program("wall_masked.c")).go();
+    out.assert_success();
+    let m = out.merged();
+    let tid: i64 = out.value("tid");
+    let lived: f64 = out.value("lived_ns");
+    let got = *m.by_thread("wall-time").get(&tid).unwrap_or(&0) as f64;
+    assert!(within(got, lived, 0.05), "masked thread: wall-time {got} vs lived {lived}\n{}", m.top("wall-time", 5));
+}

@@ -233,7 +233,7 @@ mod tests {
         assert!(libc_module.eh_frame.as_ref().is_some_and(|(_, d)| d.len() > 1000));
         assert!(libc_module.eh_frame_hdr.is_some());
         assert!(!libc_module.build_id.is_empty());
-        let here = reads_this_process_modules_with_unwind_data as usize as u64;
+        let here = reads_this_process_modules_with_unwind_data as *const () as u64;
         assert!(modules.iter().any(|m| m.text_avma.contains(&here)));
     }
 

@@ -31,6 +31,8 @@ use crate::thread;
 const MAX_LOOKS_PER_TICK: usize = 16;
 /// CPU a thread may use between two looks and still count as not having run.
 const IDLE_CPU_NS: u64 = 200_000;
+/// How long a sent signal may stay unhandled before the thread's time is accounted without it.
+const UNHANDLED_SIGNAL_NS: u64 = 1_000_000_000;
 /// Marks the signal payload as a wall sample (the top byte); the rest is the weight in ns.
 pub const WALL_SIGNAL_TAG: u64 = 0x57 << 56;
 const WEIGHT_MASK: u64 = (1 << 56) - 1;
@@ -108,13 +110,9 @@ pub fn unregister(tid: i32) {
     let now = monotonic_ns();
     let tail = {
         let mut watched = WATCHED.lock();
-        let tail = watched
-            .iter()
-            .find(|w| {
-                let captures = w.captures.load(Ordering::Acquire);
-                w.tid == tid && captures > 0 && w.captures_at_send != Some(captures)
-            })
-            .map(|w| now.saturating_sub(w.accounted_until));
+        // Always accounted, even with a signal outstanding: the thread handles no signal after
+        // this point (it runs this very code), so nothing else will account this time.
+        let tail = watched.iter().find(|w| w.tid == tid).map(|w| now.saturating_sub(w.accounted_until));
         watched.retain(|w| w.tid != tid);
         tail
     };
@@ -179,7 +177,13 @@ fn tick() {
     let now = monotonic_ns();
     for look in next_batch() {
         if look.captures_at_send == Some(look.captures) {
-            continue; // its last signal is not handled yet: account this time next round
+            // Its last signal is not handled yet: account this time next round. A thread that
+            // keeps SIGPROF blocked never handles it; its time still goes to its last stack.
+            let waited = now.saturating_sub(look.accounted_until);
+            if waited >= UNHANDLED_SIGNAL_NS && update(look.tid, now, look.captures_at_send, None) {
+                push_reuse(look.tid, waited, now);
+            }
+            continue;
         }
         let Some(cpu) = thread_cpu_of(look.tid) else { continue };
         let elapsed = now.saturating_sub(look.accounted_until);
