@@ -57,8 +57,11 @@ pub type ExecveFn = unsafe extern "C" fn(
 pub fn sigaction(sig: libc::c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> libc::c_int {
     let addr = SIGACTION.get();
     if addr == 0 {
-        // SAFETY: libc's own sigaction; arguments are passed through unchanged.
-        return unsafe { libc::sigaction(sig, act, old) };
+        // No next definition (cannot happen with glibc). `libc::sigaction` would resolve to our
+        // own hook and recurse, so report the failure instead.
+        // SAFETY: errno location is valid for this thread.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
     }
     // SAFETY: the address was found by dlsym for a symbol with this C signature.
     unsafe { std::mem::transmute::<usize, SigactionFn>(addr)(sig, act, old) }

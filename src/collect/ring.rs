@@ -193,6 +193,20 @@ impl SlotWriter<'_> {
     pub fn capacity(&self) -> usize {
         self.ring.max_frames()
     }
+
+    /// A sink for unwinders: stores frames from index `*len` on, until `limit` (capped at the
+    /// slot's capacity), advancing `*len`; returns false when full.
+    pub fn appender<'s>(&'s self, len: &'s mut usize, limit: usize) -> impl FnMut(u64) -> bool + 's {
+        let limit = limit.min(self.capacity());
+        move |frame| {
+            if *len >= limit {
+                return false;
+            }
+            self.set_frame(*len, frame);
+            *len += 1;
+            true
+        }
+    }
 }
 
 impl Drop for SlotWriter<'_> {

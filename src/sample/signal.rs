@@ -5,7 +5,7 @@
 //! interrupted stack, and publishes a record into the ring. It never allocates, locks, logs
 //! or blocks; errno is saved and restored because the interrupted code may be reading it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::collect::ring::{Header, Kind};
 use crate::sample::{stack, wall};
@@ -17,8 +17,6 @@ pub const CPU_SIGNAL: i32 = libc::SIGPROF;
 
 /// Set when CPU samples should be recorded.
 pub static CPU_SAMPLING: AtomicBool = AtomicBool::new(false);
-/// Signals that arrived while sampling was off or on an unknown thread (diagnostics).
-pub static IGNORED_SIGNALS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the handler unless the program already has one for SIGPROF. Returns false (and
 /// installs nothing) in that case.
@@ -59,7 +57,6 @@ extern "C" fn on_cpu_signal(_signal: i32, info: *mut libc::siginfo_t, context: *
 
 fn record_cpu_sample(context: *mut libc::c_void) {
     if !CPU_SAMPLING.load(Ordering::Relaxed) || context.is_null() {
-        IGNORED_SIGNALS.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let Some((tid, cpu_delta)) = thread::with(|s| {
@@ -71,16 +68,19 @@ fn record_cpu_sample(context: *mut libc::c_void) {
         s.last_cpu_ns.set(now);
         Some((s.tid.get(), delta))
     }) else {
-        IGNORED_SIGNALS.fetch_add(1, Ordering::Relaxed);
         return;
     };
     // SAFETY: the kernel passes a valid ucontext_t as the third handler argument with SA_SIGINFO.
     let regs = unsafe { interrupted_registers(context) };
-    let Some(ring) = crate::collect::ring() else { return };
-    let Some(slot) = ring.claim() else { return };
+    record_stack(regs, |native_len| Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [0, 0], native_len });
+}
+
+/// Captures the interrupted stack into a ring slot and publishes it with `header(native_len)`.
+/// With the ring full the sample is dropped (and counted by the ring).
+fn record_stack(regs: Registers, header: impl FnOnce(usize) -> Header) {
+    let Some(slot) = crate::collect::ring().and_then(|ring| ring.claim()) else { return };
     let captured = stack::capture_into(&slot, regs);
-    let header = Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [0, 0], native_len: captured.native };
-    slot.commit(header, captured.total);
+    slot.commit(header(captured.native), captured.total);
 }
 
 /// The wall sampler's signals carry their weight in the queued value; CPU timer signals
@@ -107,12 +107,8 @@ fn record_wall_sample(weight: u64, context: *mut libc::c_void) {
     }
     // SAFETY: the kernel passes a valid ucontext_t as the third handler argument with SA_SIGINFO.
     let regs = unsafe { interrupted_registers(context) };
-    let Some(slot) = crate::collect::ring().and_then(|ring| ring.claim()) else {
-        wall::capture_done(regs.pc, regs.sp); // the sampler must not wait for this capture forever
-        return;
-    };
-    let captured = stack::capture_into(&slot, regs);
-    slot.commit(wall::captured_header(tid, weight, captured.native), captured.total);
+    record_stack(regs, |native_len| wall::captured_header(tid, weight, native_len));
+    // Also when the ring was full: the sampler must not wait for this capture forever.
     wall::capture_done(regs.pc, regs.sp);
 }
 

@@ -26,23 +26,9 @@ pub fn capture_into(slot: &SlotWriter, regs: Registers) -> Captured {
     // none for them.
     let native_capacity = if crate::python::active() { capacity / 2 } else { capacity };
     let mut n = 0usize;
-    unwind::capture(regs, stack, &mut |frame| {
-        if n >= native_capacity {
-            return false;
-        }
-        slot.set_frame(n, frame);
-        n += 1;
-        true
-    });
+    unwind::capture(regs, stack, &mut slot.appender(&mut n, native_capacity));
     let native = n;
-    crate::python::capture_current_thread(&mut |word| {
-        if n >= capacity {
-            return false;
-        }
-        slot.set_frame(n, word);
-        n += 1;
-        true
-    });
+    crate::python::capture_current_thread(&mut slot.appender(&mut n, capacity));
     Captured { total: n, native }
 }
 

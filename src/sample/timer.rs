@@ -72,11 +72,6 @@ pub fn stop_all() {
     }
 }
 
-/// Number of live timers (for tests and the bounded-resources checks).
-pub fn live_count() -> usize {
-    REGISTRY.lock().len()
-}
-
 fn delete(timer: TimerId) {
     // SAFETY: the id came from timer_create and was removed from the registry, so it is
     // deleted exactly once.

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, MustNotAllocateDuringUnwind, Unwinder};
@@ -43,7 +43,6 @@ pub struct Mapping {
 struct Snapshot {
     unwinder: NativeUnwinder,
     generation: LoadGeneration,
-    mappings: Arc<Vec<Mapping>>,
 }
 
 static CURRENT: AtomicPtr<Snapshot> = AtomicPtr::new(std::ptr::null_mut());
@@ -192,29 +191,21 @@ impl ModuleTracker {
         }
         let infos = modules::read_all();
         let mut unwinder = NativeUnwinder::new();
-        let mut mappings = Vec::with_capacity(infos.len());
         let mut still_loaded = HashMap::new();
         for info in infos {
             let key = (info.path.clone(), info.bias);
-            let mapping = Mapping {
-                path: info.path.clone(),
-                text_avma: info.text_avma.clone(),
-                text_file_offset: info.text_file_offset,
-                build_id: info.build_id.clone(),
-            };
             let module = match self.built.remove(&key) {
                 Some(m) => m,
                 None => {
-                    self.remember_mapping(&mapping);
+                    self.remember_mapping(&info);
                     build_module(info)
                 }
             };
             unwinder.add_module(module.clone());
             still_loaded.insert(key, module);
-            mappings.push(mapping);
         }
         self.built = still_loaded;
-        publish(Snapshot { unwinder, generation, mappings: Arc::new(mappings) });
+        publish(Snapshot { unwinder, generation });
         true
     }
 
@@ -224,10 +215,15 @@ impl ModuleTracker {
         &self.all_mappings
     }
 
-    fn remember_mapping(&mut self, mapping: &Mapping) {
-        let known = self.all_mappings.iter().any(|m| m.path == mapping.path && m.text_avma == mapping.text_avma);
+    fn remember_mapping(&mut self, info: &ModuleInfo) {
+        let known = self.all_mappings.iter().any(|m| m.path == info.path && m.text_avma == info.text_avma);
         if !known {
-            self.all_mappings.push(mapping.clone());
+            self.all_mappings.push(Mapping {
+                path: info.path.clone(),
+                text_avma: info.text_avma.clone(),
+                text_file_offset: info.text_file_offset,
+                build_id: info.build_id.clone(),
+            });
         }
     }
 }
@@ -287,20 +283,6 @@ fn wait_for_readers() -> bool {
         std::thread::sleep(std::time::Duration::from_micros(100));
     }
     false
-}
-
-/// The mappings of the currently published snapshot (cold side).
-pub fn current_mappings() -> Arc<Vec<Mapping>> {
-    READERS.fetch_add(1, Ordering::SeqCst);
-    let snapshot = CURRENT.load(Ordering::SeqCst);
-    let mappings = if snapshot.is_null() {
-        Arc::new(Vec::new())
-    } else {
-        // SAFETY: protected by READERS as in `capture`.
-        unsafe { &*snapshot }.mappings.clone()
-    };
-    READERS.fetch_sub(1, Ordering::SeqCst);
-    mappings
 }
 
 /// The module tracker, global (cold side only) so a forked child inherits the modules built

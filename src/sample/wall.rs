@@ -20,7 +20,7 @@
 //! per-thread totals are exact whatever the number of threads; with more threads than
 //! `MAX_LOOKS_PER_TICK`, each one is simply looked at less often (coarser, still unbiased).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::collect::ring::{Header, Kind};
@@ -74,7 +74,8 @@ struct Look {
 }
 
 static WATCHED: spin::Mutex<Vec<Watched>> = spin::Mutex::new(Vec::new());
-static NEXT_INDEX: spin::Mutex<usize> = spin::Mutex::new(0);
+/// Where the next round-robin batch starts (only the sampler thread moves it).
+static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
 
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -156,10 +157,7 @@ pub fn stop_and_account() {
 /// In a forked child only the calling thread exists; its sampler thread must be restarted.
 pub fn after_fork_in_child(tid: i32, interval: Duration) {
     // SAFETY: the lock's holder, if any, was a parent thread that does not exist here.
-    unsafe {
-        WATCHED.force_unlock();
-        NEXT_INDEX.force_unlock();
-    }
+    unsafe { WATCHED.force_unlock() };
     let stale = std::mem::take(&mut *WATCHED.lock());
     std::mem::forget(stale);
     if WALL_SAMPLING.load(Ordering::Acquire) {
@@ -214,10 +212,10 @@ fn next_batch() -> Vec<Look> {
     if watched.is_empty() {
         return Vec::new();
     }
-    let mut next = NEXT_INDEX.lock();
+    let next = NEXT_INDEX.load(Ordering::Relaxed);
     let n = watched.len().min(MAX_LOOKS_PER_TICK);
     let batch = (0..n)
-        .map(|i| &watched[(*next + i) % watched.len()])
+        .map(|i| &watched[(next + i) % watched.len()])
         .map(|w| Look {
             tid: w.tid,
             captures: w.captures.load(Ordering::Acquire),
@@ -230,7 +228,7 @@ fn next_batch() -> Vec<Look> {
             stack_hi: w.stack_hi,
         })
         .collect();
-    *next = (*next + n) % watched.len();
+    NEXT_INDEX.store((next + n) % watched.len(), Ordering::Relaxed);
     batch
 }
 
@@ -276,17 +274,9 @@ fn capture_blocked_thread(look: &Look, cpu: u64, elapsed: u64) -> bool {
         return false; // it moved while we copied: let a signal catch it
     }
     let Some(slot) = crate::collect::claim_patiently() else { return false };
-    let capacity = slot.capacity();
     let mut n = 0usize;
     let regs = super::unwind::Registers { pc, sp, bp: 0 };
-    super::unwind::capture_from_copy(regs, sp, &copy, &mut |frame| {
-        if n >= capacity {
-            return false;
-        }
-        slot.set_frame(n, frame);
-        n += 1;
-        true
-    });
+    super::unwind::capture_from_copy(regs, sp, &copy, &mut slot.appender(&mut n, usize::MAX));
     slot.commit(captured_header(look.tid, elapsed, n), n);
     record_remote_capture(look.tid, pc, sp, cpu);
     true
