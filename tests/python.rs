@@ -98,6 +98,7 @@ struct Sample {
     stack: Vec<Frame>,
     values: HashMap<String, i64>,
     tid: i64,
+    thread: String,
 }
 
 impl Sample {
@@ -184,7 +185,18 @@ fn samples(out: &Outcome) -> Vec<Sample> {
                 .find(|l| s(l.key) == "thread id")
                 .map(|l| l.num)
                 .unwrap_or(-1);
-            all.push(Sample { stack, values, tid });
+            let thread = sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == "thread name")
+                .map(|l| s(l.str))
+                .unwrap_or_default();
+            all.push(Sample {
+                stack,
+                values,
+                tid,
+                thread,
+            });
         }
     }
     all
@@ -612,6 +624,81 @@ int main(int argc, char **argv) {
     );
 }
 
+/// small_tuples() allocates only pymalloc blocks (tuples of 2), big_bytearrays() only malloc
+/// blocks of 1 MiB: both are estimated within 20 % of what the script counted.
+fn python_allocations(py: &Python) {
+    let path = script("alloc_small_large.py");
+    let out = run_python(
+        py,
+        &[path.to_str().unwrap(), "30"],
+        &[
+            ("DD_PROFILING_MEMORY_ENABLED", "true"),
+            ("DD_PROFILING_HEAP_SAMPLE_SIZE", "32768"),
+            ("DD_PROFILING_CPU_ENABLED", "false"),
+        ],
+    );
+    out.assert_success();
+    let all = samples(&out);
+    for (function, truth) in [
+        ("small_tuples", out.value::<f64>("small_bytes")),
+        ("big_bytearrays", out.value::<f64>("large_bytes")),
+    ] {
+        let seen: i64 = all
+            .iter()
+            .filter(|s| s.python_leaf().is_some_and(|f| f.function == function))
+            .map(|s| s.value("alloc-space"))
+            .sum();
+        let ratio = seen as f64 / truth;
+        eprintln!(
+            "3.{}: {function}: alloc-space {seen} vs {truth} allocated ({ratio:.3})",
+            py.minor
+        );
+        assert!(
+            (0.8..=1.2).contains(&ratio),
+            "{function}: alloc-space {seen} vs {truth} bytes allocated by the script\n{}",
+            show(&all, "alloc-space", 8)
+        );
+    }
+}
+
+/// A `threading.Thread` named napper-7 sleeping in nap(): its wall time is under nap() and
+/// carries the thread's Python name.
+fn named_thread_wall(py: &Python) {
+    let path = script("named_sleeper.py");
+    let out = run_python(
+        py,
+        &[path.to_str().unwrap(), "1.5"],
+        &[("DD_PROFILING_WALL_ENABLED", "true")],
+    );
+    out.assert_success();
+    let all = samples(&out);
+    let nap_ns: f64 = out.value("nap_ns");
+    let in_nap: i64 = all
+        .iter()
+        .filter(|s| s.python().iter().any(|f| f.function == "nap"))
+        .map(|s| s.value("wall-time"))
+        .sum();
+    let named: i64 = all
+        .iter()
+        .filter(|s| s.thread == "napper-7" && s.python().iter().any(|f| f.function == "nap"))
+        .map(|s| s.value("wall-time"))
+        .sum();
+    eprintln!(
+        "3.{}: wall under nap() {in_nap} ns, of which labelled napper-7 {named} ns; nap measured {nap_ns} ns",
+        py.minor
+    );
+    let threads: std::collections::BTreeSet<&str> = all.iter().map(|s| s.thread.as_str()).collect();
+    assert!(
+        in_nap as f64 >= 0.85 * nap_ns && in_nap as f64 <= 1.1 * nap_ns,
+        "wall time under nap(): {in_nap} ns, the thread slept {nap_ns} ns\n{}",
+        show(&all, "wall-time", 6)
+    );
+    assert!(
+        named as f64 >= 0.95 * in_nap as f64,
+        "only {named} of {in_nap} ns under nap() carry thread name napper-7; names seen: {threads:?}"
+    );
+}
+
 fn with_python(which: Which, test: impl FnOnce(&Python)) {
     match find(which) {
         Some(py) => test(&py),
@@ -644,6 +731,14 @@ macro_rules! for_each_python {
                 if matches!($which, Which::Pyenv(_)) {
                     with_python($which, embedded_with_dlopen);
                 }
+            }
+            #[test]
+            fn small_and_large_python_allocations_are_estimated() {
+                with_python($which, python_allocations);
+            }
+            #[test]
+            fn a_named_thread_sleeping_shows_in_wall_time_under_its_name() {
+                with_python($which, named_thread_wall);
             }
             #[test]
             fn line_tables_decode_as_cpython_does() {

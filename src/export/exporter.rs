@@ -95,8 +95,11 @@ impl Exporter {
         let mut next_refresh = Instant::now();
         let mut busy = false;
         loop {
-            let final_requested = wait(shared, if busy { BUSY_DRAIN_INTERVAL } else { DRAIN_INTERVAL });
-            if final_requested || Instant::now() >= next_refresh {
+            // While a Python interpreter starts, its allocator hook is wanted as early as
+            // possible: allocations made before it is in place are not seen.
+            let python_starting = crate::python::starting();
+            let final_requested = wait(shared, if busy || python_starting { BUSY_DRAIN_INTERVAL } else { DRAIN_INTERVAL });
+            if final_requested || python_starting || Instant::now() >= next_refresh {
                 crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
                 crate::python::refresh();
                 next_refresh = Instant::now() + DRAIN_INTERVAL;

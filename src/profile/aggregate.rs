@@ -231,7 +231,7 @@ impl Aggregator {
             totals[column] += value;
         }
         if !self.thread_names.contains_key(&tid) {
-            if let Some(name) = read_thread_name(tid) {
+            if let Some(name) = crate::python::thread_name(tid).or_else(|| read_thread_name(tid)) {
                 self.thread_names.insert(tid, name);
             }
         }
@@ -254,9 +254,18 @@ impl Aggregator {
         self.add_live_heap();
         let end = SystemTime::now();
         let samples = std::mem::take(&mut self.samples);
+        // Python names may have arrived after a thread was first seen (they come from the
+        // interpreter, a little later); they win over the kernel's name.
+        for (&tid, name) in self.thread_names.iter_mut() {
+            if let Some(python_name) = crate::python::thread_name(tid) {
+                *name = python_name;
+            }
+        }
         // Names of threads that are gone and were not sampled are not needed any more.
         let names = self.thread_names.clone();
-        self.thread_names.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
+        let gone = |tid: i32| !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists();
+        self.thread_names.retain(|&tid, _| !gone(tid));
+        crate::python::forget_thread_names(gone);
         self.last_wall_stack.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
         self.last_cpu_stack.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
         let period = Period { start: self.start, end, samples, thread_names: names, dropped: self.dropped };

@@ -29,6 +29,9 @@ pub struct Target {
     pub eval: Range<u64>,
     /// The object the interpreter lives in (the executable or a libpython).
     pub origin: String,
+    /// The C API functions used under the GIL (`gil_tasks.rs`); None when one is missing.
+    pub api: Option<super::c_api::Api>,
+    pub found_at: std::time::Instant,
 }
 
 pub enum Found {
@@ -143,6 +146,8 @@ fn inspect(scope: &Scope) -> Found {
         bytes_type,
         eval,
         origin,
+        api: super::c_api::Api::resolve(&|name| scope.symbol(name)),
+        found_at: std::time::Instant::now(),
     })
 }
 

@@ -30,6 +30,8 @@ pub struct Layout {
     pub runtime_debug_offsets: u32,
     pub interp_next: u32,
     pub interp_threads_head: u32,
+    /// `PyInterpreterState.ceval.eval_breaker` (3.9–3.12).
+    pub interp_eval_breaker: u32,
     pub tstate_prev: u32,
     pub tstate_next: u32,
     pub tstate_interp: u32,

@@ -20,16 +20,24 @@
 //! - `code`: code objects → qualified name, file, line (with a cache)
 //! - `linetable`: the three line table formats
 //! - `merge`: splicing into native stacks, and the table `describe` reads
+//! - `gil_tasks`: work run inside the interpreter under its GIL (`Py_AddPendingCall`), for:
+//!   - `allocator`: the pymalloc hook that makes small Python allocations visible
+//!   - `thread_names`: `threading.Thread` names for the `thread name` label
+//! - `c_api`: the C API functions those two call
 //!
 //! No interpreter in the process: `capture_current_thread` costs one atomic load.
 
+mod allocator;
+mod c_api;
 mod code;
 mod discover;
+mod gil_tasks;
 mod layout;
 mod layout_table;
 pub mod linetable;
 mod memory;
 mod merge;
+mod thread_names;
 mod walk;
 
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -78,6 +86,8 @@ pub fn after_fork_in_child() {
         *CONTROL.lock() = Control { searched: None, given_up: false, validated: false, failed_checks: 0 };
     }
     merge::after_fork_in_child();
+    gil_tasks::after_fork_in_child();
+    thread_names::after_fork_in_child();
 }
 
 /// True once an interpreter was found and its layout accepted (a lock-free load: hot side).
@@ -104,9 +114,58 @@ pub fn refresh() {
     }
     match target() {
         None => search(&mut c),
-        Some(t) if !c.validated => validate(&mut c, t),
-        Some(_) => check_health(&mut c),
+        Some(t) if !c.validated => {
+            validate(&mut c, t);
+            request_gil_tasks(t);
+        }
+        Some(t) => {
+            check_health(&mut c);
+            request_gil_tasks(t);
+        }
     }
+}
+
+/// True while the interpreter's allocator hook is wanted and not in place yet (the first
+/// seconds after the interpreter was found): the exporter then looks every few milliseconds.
+pub fn starting() -> bool {
+    let Some(t) = target() else { return false };
+    t.api.is_some()
+        && crate::sample::alloc::recording()
+        && !allocator::installed()
+        && t.found_at.elapsed() < std::time::Duration::from_secs(5)
+}
+
+/// Asks for what must run inside the interpreter (once it is known to run).
+fn request_gil_tasks(t: &Target) {
+    let Some(api) = t.api.as_ref() else { return };
+    let mut tasks = 0;
+    if crate::sample::alloc::recording() && !allocator::installed() {
+        tasks |= gil_tasks::INSTALL_ALLOCATOR;
+    }
+    if thread_names::read_due() {
+        tasks |= gil_tasks::READ_THREAD_NAMES;
+    }
+    if tasks != 0 {
+        gil_tasks::request(t, api, tasks);
+    }
+}
+
+/// Cold side: the `threading` name of thread `tid`. A thread not known yet makes a later
+/// refresh read the names again (they arrive a little later, from the interpreter).
+pub fn thread_name(tid: i32) -> Option<String> {
+    if !active() {
+        return None;
+    }
+    let name = thread_names::lookup(tid);
+    if name.is_none() {
+        thread_names::want(tid);
+    }
+    name
+}
+
+/// Cold side: drops the names of threads for which `gone(tid)` holds.
+pub fn forget_thread_names(gone: impl Fn(i32) -> bool) {
+    thread_names::forget(gone);
 }
 
 fn search(c: &mut Control) {

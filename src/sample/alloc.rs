@@ -35,6 +35,11 @@ pub fn stop() {
     RECORD_ALLOCS.store(false, Ordering::Release);
 }
 
+/// Allocation samples are being recorded.
+pub fn recording() -> bool {
+    RECORD_ALLOCS.load(Ordering::Acquire)
+}
+
 pub fn mean_interval() -> u64 {
     MEAN_INTERVAL.load(Ordering::Relaxed)
 }

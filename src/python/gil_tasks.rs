@@ -1,0 +1,131 @@
+//! Work that must run inside the interpreter, under its GIL: installing the Python allocator
+//! hook (`allocator.rs`) and reading `threading` thread names (`thread_names.rs`).
+//!
+//! The exporter thread never takes the GIL (a foreign thread that does becomes a Python
+//! thread, can wait behind a long C call, and is killed if the interpreter is finalizing).
+//! Instead it asks CPython to run a callback with `Py_AddPendingCall`, which is documented as
+//! callable from any thread without the GIL: the main thread runs the callback at its next
+//! "eval breaker" check, between two bytecodes, holding the GIL — the same place where Python
+//! runs signal handlers. If the main thread never runs Python code again, the tasks never run,
+//! which costs nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+
+use libc::{c_int, c_void};
+
+use super::c_api::{Api, Object};
+use super::discover::Target;
+use super::layout::ABSENT;
+use super::memory;
+
+pub const INSTALL_ALLOCATOR: u8 = 1;
+pub const READ_THREAD_NAMES: u8 = 2;
+
+/// Tasks asked for and not yet run.
+static REQUESTED: AtomicU8 = AtomicU8::new(0);
+/// A callback is queued in the interpreter (at most one at a time).
+static QUEUED: AtomicBool = AtomicBool::new(false);
+
+/// Cold side: asks for `tasks` to run under the GIL soon.
+pub fn request(t: &Target, api: &Api, tasks: u8) {
+    REQUESTED.fetch_or(tasks, Ordering::AcqRel);
+    if QUEUED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if queue(api) {
+        wake_main_thread(t, api);
+    } else {
+        // Not running yet, shutting down, or the queue (32 entries) is full: ask again later.
+        QUEUED.store(false, Ordering::Release);
+    }
+}
+
+fn queue(api: &Api) -> bool {
+    // SAFETY: both are documented as callable from any thread without the GIL. 3.8's
+    // Py_AddPendingCall reports "shutting down" through the calling thread's state, which a
+    // foreign thread does not have: it is not called once finalization started.
+    unsafe {
+        (api.is_initialized)() != 0
+            && !api.is_finalizing.is_some_and(|f| f() != 0)
+            && (api.add_pending_call)(run_under_gil, std::ptr::null_mut()) == 0
+    }
+}
+
+/// CPython 3.9–3.12 raise the main thread's "eval breaker" for a new pending call only when
+/// the caller is the main thread itself (`COMPUTE_EVAL_BREAKER` asks whether the *calling*
+/// thread can handle pending calls); from any other thread the call waits until something
+/// else trips the breaker, which in a single-threaded program may be never. The exporter
+/// raises the flag itself, as CPython's own signal handler would. When the main thread runs
+/// the pending call, it recomputes the flag, so a raised flag never stays up by mistake — the
+/// loop re-queues an empty call if ours ran between queueing and raising.
+fn wake_main_thread(t: &Target, api: &Api) {
+    let offset = t.layout.interp_eval_breaker;
+    if offset == ABSENT {
+        return; // 3.8 and 3.13 raise it for any caller
+    }
+    let Some(flag) = main_interpreter(t).map(|interp| interp + offset as u64) else { return };
+    let mut probe = [0u8; 4];
+    if !memory::read(flag, &mut probe) {
+        return;
+    }
+    for _ in 0..3 {
+        // SAFETY: `flag` is the `_Py_atomic_int eval_breaker` of the live main interpreter
+        // (layout generated from this version's headers, address readable); CPython itself
+        // stores to it from any thread with atomic stores.
+        unsafe { (*(flag as *const AtomicI32)).store(1, Ordering::SeqCst) };
+        if QUEUED.load(Ordering::Acquire) || !queue(api) {
+            return;
+        }
+        QUEUED.store(true, Ordering::Release);
+    }
+}
+
+/// The main interpreter: the last of `_PyRuntime`'s interpreter list (the first created).
+fn main_interpreter(t: &Target) -> Option<u64> {
+    let mut interp = memory::read_u64(t.runtime + t.layout.runtime_interpreters_head as u64)?;
+    for _ in 0..64 {
+        if interp == 0 {
+            return None;
+        }
+        match memory::read_u64(interp + t.layout.interp_next as u64)? {
+            0 => return Some(interp),
+            next => interp = next,
+        }
+    }
+    None
+}
+
+/// A forked child: a callback queued by the parent may or may not run in the child.
+pub fn after_fork_in_child() {
+    QUEUED.store(false, Ordering::Release);
+}
+
+/// Runs on the interpreter's main thread with the GIL held.
+extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
+    QUEUED.store(false, Ordering::Release);
+    let Some(api) = super::target().and_then(|t| t.api) else { return 0 };
+    let tasks = REQUESTED.swap(0, Ordering::AcqRel);
+    crate::log_debug!("Python: running tasks {tasks:#x} under the GIL");
+    // The callback must leave the interpreter's error state as it found it.
+    let mut saved: [Object; 3] = [std::ptr::null_mut(); 3];
+    // SAFETY: GIL held (pending calls run with it); out-pointers are valid.
+    unsafe { (api.err_fetch)(&mut saved[0], &mut saved[1], &mut saved[2]) };
+    let outcome = std::panic::catch_unwind(|| {
+        if tasks & INSTALL_ALLOCATOR != 0 {
+            super::allocator::install(&api);
+        }
+        if tasks & READ_THREAD_NAMES != 0 {
+            super::thread_names::read(&api);
+        }
+    });
+    // SAFETY: GIL held; clears what our calls may have raised, then restores what was there
+    // (PyErr_Restore takes the references PyErr_Fetch gave us).
+    unsafe {
+        (api.err_clear)();
+        (api.err_restore)(saved[0], saved[1], saved[2]);
+    }
+    if outcome.is_err() {
+        crate::log_warn!("an internal error occurred while running a task inside the Python interpreter; it will not be retried");
+    }
+    0
+}
