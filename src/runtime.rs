@@ -26,11 +26,11 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Acquire)
 }
 
-fn config() -> Option<&'static Arc<Config>> {
+pub(crate) fn config() -> Option<&'static Arc<Config>> {
     CONFIG.get()
 }
 
-fn is_owner_process() -> bool {
+pub(crate) fn is_owner_process() -> bool {
     // SAFETY: getpid has no preconditions.
     OWNER_PID.load(Ordering::Acquire) == unsafe { libc::getpid() }
 }
@@ -179,6 +179,14 @@ pub fn on_process_exit() {
     wall::stop_and_account();
     crate::sample::alloc::stop();
     crate::sample::lock::stop();
+    if crate::child_threads::take_for_exit() {
+        // A forked child whose exporter never started: export right here rather than start
+        // a thread only to wait for it.
+        if let Some(config) = config() {
+            exporter::export_inline(config.clone());
+        }
+        return;
+    }
     let timeout = config().map(|c| c.exit_flush_timeout).unwrap_or_default();
     exporter::final_flush(timeout);
 }
@@ -245,7 +253,8 @@ unsafe extern "C" fn after_fork_in_parent() {
 
 /// In the child only the forking thread exists. Every lock and buffer shared with the
 /// parent's other threads is reset, the parent's unexported samples are dropped, and the
-/// child gets its own exporter and timer, so it leaves profiles under its own pid.
+/// child gets its own timer at once and its own exporter and wall sampler threads when it
+/// turns out to live on (child_threads.rs), so it leaves profiles under its own pid.
 unsafe extern "C" fn after_fork_in_child() {
     if !active() {
         restore_cpu_signal_after_fork();
@@ -267,13 +276,12 @@ unsafe extern "C" fn after_fork_in_child() {
     crate::python::after_fork_in_child();
     crate::profile::symbolize::after_fork_in_child();
     unwind::tracker_after_fork_in_child();
-    if let Some(config) = config() {
-        exporter::start(config.clone());
-    }
+    exporter::forget_after_fork();
     thread::with(|s| s.last_cpu_ns.set(thread::thread_cpu_ns()));
     arm_cpu_timer();
+    wall::after_fork_in_child(thread::with(|s| s.tid.get()));
     if let Some(config) = config() {
-        wall::after_fork_in_child(thread::with(|s| s.tid.get()), config.wall_interval);
+        crate::child_threads::defer(config.wall_interval);
     }
     restore_cpu_signal_after_fork();
 }

@@ -53,6 +53,23 @@ pub fn start(config: Arc<Config>) {
     }
 }
 
+/// In a forked child: the parent's exporter thread is gone, and its `Shared` may have been
+/// locked by it at the fork. Forgotten (leaked), until this process starts its own.
+pub fn forget_after_fork() {
+    SHARED.store(std::ptr::null_mut(), Ordering::Release);
+}
+
+/// The final export of a process that never started its exporter thread (a short-lived
+/// forked child, see child_threads.rs), done on the calling (exiting) thread: refresh the
+/// module list, drain the ring, export. There is nothing to wait for, hence no timeout.
+pub fn export_inline(config: Arc<Config>) {
+    crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+    crate::python::refresh();
+    let mut exporter = Exporter::new(config);
+    exporter.drain();
+    exporter.export();
+}
+
 /// Asks the exporter for a last export and waits for it, at most `timeout`.
 pub fn final_flush(timeout: Duration) {
     let Some(shared) = shared() else { return };
@@ -176,7 +193,8 @@ impl Exporter {
     /// `export_started`, shortly after the request), leaving time to report a late upload.
     fn deliver(&mut self, bytes: Vec<u8>, start: std::time::SystemTime, end: std::time::SystemTime, export_started: Instant) {
         let Some(prefix) = &self.config.output_pprof else {
-            let is_final = shared().and_then(|s| s.control.lock().ok().map(|c| c.final_requested)).unwrap_or(false);
+            // No exporter thread (an inline export at exit) means this is the final export.
+            let is_final = shared().map_or(true, |s| s.control.lock().map(|c| c.final_requested).unwrap_or(false));
             let config = self.config.clone();
             let uploader = self.uploader.get_or_insert_with(|| super::upload::Uploader::new(config));
             uploader.submit(self.seq, start, end, bytes);
