@@ -1,6 +1,7 @@
 //! The hand-off between the hot side and the cold side.
 pub mod live_heap;
 pub mod ring;
+pub mod wipe_on_fork;
 
 use std::sync::OnceLock;
 
