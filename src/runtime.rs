@@ -241,6 +241,7 @@ unsafe extern "C" fn before_fork() {
     // glibc runs prepare handler, fork and parent/child handlers of one fork under its atfork
     // lock, so a single flag is enough even when several threads fork.
     SIGPROF_BLOCKED_BEFORE_FORK.store(was_blocked, Ordering::Relaxed);
+    crate::child_threads::before_fork();
 }
 
 /// Whether the forking thread had SIGPROF blocked already: then it stays blocked after the
@@ -253,8 +254,9 @@ unsafe extern "C" fn after_fork_in_parent() {
 
 /// In the child only the forking thread exists. Every lock and buffer shared with the
 /// parent's other threads is reset, the parent's unexported samples are dropped, and the
-/// child gets its own timer at once and its own exporter and wall sampler threads when it
-/// turns out to live on (child_threads.rs), so it leaves profiles under its own pid.
+/// child gets its own timer, and its own exporter and wall sampler threads at once or, in a
+/// fork burst, when it turns out to live on (child_threads.rs), so it leaves profiles under
+/// its own pid.
 unsafe extern "C" fn after_fork_in_child() {
     if !active() {
         restore_cpu_signal_after_fork();
@@ -276,12 +278,14 @@ unsafe extern "C" fn after_fork_in_child() {
     crate::python::after_fork_in_child();
     crate::profile::symbolize::after_fork_in_child();
     unwind::tracker_after_fork_in_child();
-    exporter::forget_after_fork();
+    if let Some(config) = config() {
+        exporter::after_fork_in_child(config.clone());
+    }
     thread::with(|s| s.last_cpu_ns.set(thread::thread_cpu_ns()));
     arm_cpu_timer();
     wall::after_fork_in_child(thread::with(|s| s.tid.get()));
     if let Some(config) = config() {
-        crate::child_threads::defer(config.wall_interval);
+        crate::child_threads::after_fork_in_child(config);
     }
     restore_cpu_signal_after_fork();
 }

@@ -41,12 +41,21 @@ fn shared() -> Option<&'static Shared> {
     (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
+/// A forked child's exporter, made at the fork so that the child's first period starts
+/// there, and taken by whichever comes first: its exporter thread or its inline final export.
+static PARKED: spin::Mutex<Option<Exporter>> = spin::Mutex::new(None);
+
+fn take_parked_or_new(config: Arc<Config>) -> Exporter {
+    PARKED.lock().take().unwrap_or_else(|| Exporter::new(config))
+}
+
 /// Starts the exporter thread. The module tracker has already published the first module list.
 pub fn start(config: Arc<Config>) {
     let shared = Box::leak(Box::new(Shared { control: Mutex::new(Control::default()), wake: Condvar::new() }));
     SHARED.store(shared, Ordering::Release);
+    let exporter = take_parked_or_new(config);
     let spawned = crate::thread::spawn_internal("ddprof-exporter", move || {
-        Exporter::new(config).run(shared);
+        exporter.run(shared);
     });
     if let Err(e) = spawned {
         log_warn!("could not start the exporter thread ({e}); no profile will be written");
@@ -54,9 +63,15 @@ pub fn start(config: Arc<Config>) {
 }
 
 /// In a forked child: the parent's exporter thread is gone, and its `Shared` may have been
-/// locked by it at the fork. Forgotten (leaked), until this process starts its own.
-pub fn forget_after_fork() {
+/// locked by it at the fork: forgotten (leaked). The child's own exporter state is made now
+/// and parked until its thread starts or it exits.
+pub fn after_fork_in_child(config: Arc<Config>) {
     SHARED.store(std::ptr::null_mut(), Ordering::Release);
+    // SAFETY: only the forking thread exists in the child; a holder of the lock at the fork
+    // was another thread of the parent, gone here.
+    unsafe { PARKED.force_unlock() };
+    let inherited = PARKED.lock().replace(Exporter::new(config));
+    std::mem::forget(inherited); // the parent's (a child that forks again); never used here
 }
 
 /// The final export of a process that never started its exporter thread (a short-lived
