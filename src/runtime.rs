@@ -174,12 +174,15 @@ pub fn on_process_exit() {
         return;
     }
     let _guard = thread::ReentrancyGuard::enter();
+    // Taken first: accounting the last wall time below claims ring slots, which would
+    // otherwise start a deferred child's threads at its very exit.
+    let export_here = crate::child_threads::take_for_exit();
     signal::CPU_SAMPLING.store(false, Ordering::Release);
     timer::stop_all();
     wall::stop_and_account();
     crate::sample::alloc::stop();
     crate::sample::lock::stop();
-    if crate::child_threads::take_for_exit() {
+    if export_here {
         // A forked child whose exporter never started: export right here rather than start
         // a thread only to wait for it.
         if let Some(config) = config() {
