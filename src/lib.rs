@@ -13,6 +13,7 @@
 //!
 //! Shared: `config` (DD_* variables), `runtime` (life cycle), `real` (next symbols), `log`.
 
+pub mod child_threads;
 pub mod collect;
 pub mod config;
 pub mod export;

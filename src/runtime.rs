@@ -26,11 +26,11 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Acquire)
 }
 
-fn config() -> Option<&'static Arc<Config>> {
+pub(crate) fn config() -> Option<&'static Arc<Config>> {
     CONFIG.get()
 }
 
-fn is_owner_process() -> bool {
+pub(crate) fn is_owner_process() -> bool {
     // SAFETY: getpid has no preconditions.
     OWNER_PID.load(Ordering::Acquire) == unsafe { libc::getpid() }
 }
@@ -174,11 +174,22 @@ pub fn on_process_exit() {
         return;
     }
     let _guard = thread::ReentrancyGuard::enter();
+    // Taken first: accounting the last wall time below claims ring slots, which would
+    // otherwise start a deferred child's threads at its very exit.
+    let export_here = crate::child_threads::take_for_exit();
     signal::CPU_SAMPLING.store(false, Ordering::Release);
     timer::stop_all();
     wall::stop_and_account();
     crate::sample::alloc::stop();
     crate::sample::lock::stop();
+    if export_here {
+        // A forked child whose exporter never started: export right here rather than start
+        // a thread only to wait for it.
+        if let Some(config) = config() {
+            exporter::export_inline(config.clone());
+        }
+        return;
+    }
     let timeout = config().map(|c| c.exit_flush_timeout).unwrap_or_default();
     exporter::final_flush(timeout);
 }
@@ -233,6 +244,7 @@ unsafe extern "C" fn before_fork() {
     // glibc runs prepare handler, fork and parent/child handlers of one fork under its atfork
     // lock, so a single flag is enough even when several threads fork.
     SIGPROF_BLOCKED_BEFORE_FORK.store(was_blocked, Ordering::Relaxed);
+    crate::child_threads::before_fork();
 }
 
 /// Whether the forking thread had SIGPROF blocked already: then it stays blocked after the
@@ -245,7 +257,9 @@ unsafe extern "C" fn after_fork_in_parent() {
 
 /// In the child only the forking thread exists. Every lock and buffer shared with the
 /// parent's other threads is reset, the parent's unexported samples are dropped, and the
-/// child gets its own exporter and timer, so it leaves profiles under its own pid.
+/// child gets its own timer, and its own exporter and wall sampler threads at once or, in a
+/// fork burst, when it turns out to live on (child_threads.rs), so it leaves profiles under
+/// its own pid.
 unsafe extern "C" fn after_fork_in_child() {
     if !active() {
         restore_cpu_signal_after_fork();
@@ -268,12 +282,13 @@ unsafe extern "C" fn after_fork_in_child() {
     crate::profile::symbolize::after_fork_in_child();
     unwind::tracker_after_fork_in_child();
     if let Some(config) = config() {
-        exporter::start(config.clone());
+        exporter::after_fork_in_child(config.clone());
     }
     thread::with(|s| s.last_cpu_ns.set(thread::thread_cpu_ns()));
     arm_cpu_timer();
+    wall::after_fork_in_child(thread::with(|s| s.tid.get()));
     if let Some(config) = config() {
-        wall::after_fork_in_child(thread::with(|s| s.tid.get()), config.wall_interval);
+        crate::child_threads::after_fork_in_child(config);
     }
     restore_cpu_signal_after_fork();
 }

@@ -1,6 +1,7 @@
 //! The hand-off between the hot side and the cold side.
 pub mod live_heap;
 pub mod ring;
+pub mod wipe_on_fork;
 
 use std::sync::OnceLock;
 
@@ -53,10 +54,14 @@ pub fn wait_for_work(timeout: std::time::Duration) {
 /// a thread never waits on the exporter for long, and never forever.
 pub fn claim_patiently() -> Option<ring::SlotWriter<'static>> {
     let ring = ring()?;
+    // A forked child that lives on needs its exporter now (see child_threads.rs).
+    crate::child_threads::start_if_due(false);
     for _ in 0..64 {
         if let Some(slot) = ring.claim_quietly() {
             return Some(slot);
         }
+        // Full, and maybe no exporter yet to drain it.
+        crate::child_threads::start_if_due(true);
         wake_exporter();
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };

@@ -5,9 +5,12 @@
 //! producer with a compare-and-swap) → READY (published with Release) → FREE (after the
 //! consumer has read it). Producers never wait: when the few slots they probe are all taken,
 //! the sample is dropped and counted. The consumer scans every slot, so a slow producer never
-//! blocks the others. Memory is allocated once, before sampling starts.
+//! blocks the others. Memory is allocated once, before sampling starts, in mappings that a
+//! forked child gets back zeroed, i.e. as an empty ring (wipe_on_fork.rs).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use super::wipe_on_fork::WipedOnFork;
 
 const FREE: u8 = 0;
 const WRITING: u8 = 1;
@@ -61,9 +64,10 @@ pub struct Header {
 const HEADER_WORDS: usize = 5;
 
 pub struct Ring {
-    states: Box<[AtomicU8]>,
+    /// FREE (0) in a fresh mapping and in a forked child's copy.
+    states: WipedOnFork<AtomicU8>,
     /// `states.len() * stride` words; slot i owns `[i*stride, (i+1)*stride)`.
-    words: Box<[AtomicU64]>,
+    words: WipedOnFork<AtomicU64>,
     stride: usize,
     cursor: AtomicUsize,
     dropped: AtomicU64,
@@ -74,9 +78,10 @@ impl Ring {
     pub fn new(slots: usize, max_frames: usize) -> Ring {
         let slots = slots.max(PROBES).next_power_of_two();
         let stride = HEADER_WORDS + max_frames.max(2);
+        // Failing to map a few MiB at start-up is the same out-of-memory as failing to allocate.
         Ring {
-            states: (0..slots).map(|_| AtomicU8::new(FREE)).collect(),
-            words: (0..slots * stride).map(|_| AtomicU64::new(0)).collect(),
+            states: WipedOnFork::new(slots).expect("cannot map the sample ring"),
+            words: WipedOnFork::new(slots * stride).expect("cannot map the sample ring"),
             stride,
             cursor: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
@@ -150,8 +155,11 @@ impl Ring {
     /// In a forked child: forget the parent's unexported samples and any slot a vanished
     /// thread was writing.
     pub fn reset(&self) {
-        for state in self.states.iter() {
-            state.store(FREE, Ordering::Relaxed);
+        // Normally the kernel did it already (MADV_WIPEONFORK); writing would only fault in a page.
+        if !self.states.wiped_on_fork() {
+            for state in self.states.iter() {
+                state.store(FREE, Ordering::Relaxed);
+            }
         }
         self.dropped.store(0, Ordering::Relaxed);
     }

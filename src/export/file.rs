@@ -19,7 +19,7 @@ pub fn write_new_profile(prefix: &str, pid: i32, first_seq: u64, bytes: &[u8]) -
     let mut tmp = first.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    write_profile(&tmp, bytes)?;
+    write_file(&tmp, bytes)?;
     let mut seq = first_seq;
     let result = loop {
         let path = profile_path(prefix, pid, seq);
@@ -33,17 +33,20 @@ pub fn write_new_profile(prefix: &str, pid: i32, first_seq: u64, bytes: &[u8]) -
     result
 }
 
-pub fn write_profile(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+/// Writes `bytes` to `path` (a temporary name: nobody reads it before it is linked into
+/// place), creating missing directories only when the file cannot be created without them:
+/// a fork-heavy program writes a profile per child, and each system call counts there.
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = match std::fs::File::create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::File::create(path)?
+        }
+        other => other?,
+    };
+    file.write_all(bytes)
 }
 
 #[cfg(test)]
@@ -53,9 +56,10 @@ mod tests {
     #[test]
     fn writes_into_new_directory_atomically() {
         let dir = std::env::temp_dir().join(format!("ddprof-file-test-{}", std::process::id()));
-        let path = profile_path(dir.join("sub/prof").to_str().unwrap(), 42, 3);
+        let prefix = dir.join("sub/prof");
+        let (path, seq) = write_new_profile(prefix.to_str().unwrap(), 42, 3, b"abc").unwrap();
+        assert_eq!(seq, 3);
         assert!(path.ends_with("sub/prof.42.3.pprof"));
-        write_profile(&path, b"abc").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"abc");
         assert!(!path.with_extension("pprof.tmp").exists());
         std::fs::remove_dir_all(dir).unwrap();

@@ -30,6 +30,8 @@ pub unsafe extern "C" fn pthread_create(
         // SAFETY: forwarding the caller's arguments unchanged.
         return unsafe { next(thread_out, attr, routine, arg) };
     }
+    // A forked child that creates threads lives on: its own profiler threads start first.
+    crate::child_threads::start_now();
     let start = Box::into_raw(Box::new(ThreadStart { routine, arg }));
     // SAFETY: the trampoline takes ownership of `start` exactly once if the thread starts.
     let rc = unsafe { next(thread_out, attr, trampoline, start.cast()) };

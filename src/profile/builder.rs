@@ -247,9 +247,16 @@ impl ProfileBuilder {
     }
 }
 
+/// Below this many protobuf bytes a profile is stored in gzip uncompressed: compressing it
+/// would save a few hundred bytes and cost a compressor's set-up (see gzip_stored.rs).
+const STORE_BELOW: usize = 4096;
+
 /// Protobuf-encodes and gzips a profile (the format the Agent and `go tool pprof` read).
 pub fn encode_gzip(profile: &Profile) -> Vec<u8> {
     let raw = profile.encode_to_vec();
+    if raw.len() < STORE_BELOW {
+        return super::gzip_stored::encode(&raw);
+    }
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(raw.len() / 4 + 64),
         flate2::Compression::default(),

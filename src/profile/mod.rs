@@ -1,6 +1,7 @@
 //! Cold side: turning recorded samples into pprof profiles.
 pub mod pprof;
 pub mod builder;
+pub mod gzip_stored;
 pub mod symbolize;
 pub mod aggregate;
 pub mod encode;

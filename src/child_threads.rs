@@ -1,0 +1,117 @@
+//! A forked child of a fork-heavy program starts its profiler threads (exporter, wall
+//! sampler) late, or never.
+//!
+//! The children of fork-heavy programs mostly live for a few milliseconds: a shell's
+//! subshell, a `fork` + `_exit`, a worker that answers one request. Starting two threads at
+//! the fork, handing the final export to one of them at exit and having the kernel tear them
+//! down again cost a child far more than its profile does (≈ 1.5 ms against ≈ 0.2 ms for the
+//! bare fork + wait on this machine). So when the parent forked less than `BURST_GAP_NS`
+//! before (the child's threads start at once otherwise, as they always did), the child keeps
+//! its CPU timer (its samples go to the ring, which needs no thread) and defers the threads:
+//! - the child exits first: its final export runs right on the exiting thread
+//!   (`take_for_exit`), and no thread was ever started;
+//! - it creates a thread of its own: ours start first (`start_now`, from the
+//!   `pthread_create` hook, an ordinary calling context);
+//! - it records an allocation or lock sample after living `MIN_AGE_NS`, or while the ring is
+//!   filling up (`start_if_due`, from `collect::claim_patiently`).
+//!
+//! Until then periodic exports wait, and so do wall samples: a deferred child that does
+//! nothing the hooks see (no sampled allocation, lock or thread), e.g. one that sleeps, has
+//! no wall samples (a signal could reach it, but the wall sampler never interrupts a blocked
+//! thread's system call, and a signal handler cannot start a thread). The triggers
+//! run on the program's own thread, never in a signal handler; before the threads exist the
+//! child has a single thread, so any lock `pthread_create` takes is either free or held by
+//! this very thread, and glibc's loader locks are recursive.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// Set in a forked child until its threads start (or its final export took over).
+static DEFERRED: AtomicBool = AtomicBool::new(false);
+/// When the child was forked (monotonic ns).
+static FORKED_AT_NS: AtomicU64 = AtomicU64::new(0);
+/// What the deferred start needs; set before `DEFERRED`, read after it.
+static WALL_INTERVAL_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Past this age a child counts as long-lived: one exporter drain interval.
+const MIN_AGE_NS: u64 = 100_000_000;
+
+/// A fork this soon after the previous one (more than 10 forks a second) is part of a burst.
+const BURST_GAP_NS: u64 = 100_000_000;
+/// When this process last forked (monotonic ns; 0 = never).
+static LAST_FORK_NS: AtomicU64 = AtomicU64::new(0);
+/// Whether the fork in progress follows the previous one within `BURST_GAP_NS`. glibc runs
+/// the prepare and child handlers of one fork under its atfork lock, so one flag suffices.
+static IN_BURST: AtomicBool = AtomicBool::new(false);
+
+/// In the parent's prepare handler.
+pub fn before_fork() {
+    let now = crate::sample::wall::monotonic_ns();
+    let last = LAST_FORK_NS.swap(now, Ordering::Relaxed);
+    IN_BURST.store(last != 0 && now.saturating_sub(last) < BURST_GAP_NS, Ordering::Relaxed);
+}
+
+/// In the child's fork handler: start the threads now, or, in a fork burst, later.
+pub fn after_fork_in_child(config: &Arc<Config>) {
+    // The child's own forks are counted from its own first one.
+    LAST_FORK_NS.store(0, Ordering::Relaxed);
+    if IN_BURST.load(Ordering::Relaxed) {
+        defer(config.wall_interval);
+    } else {
+        start_threads(config.clone(), config.wall_interval);
+    }
+}
+
+fn defer(wall_interval: Duration) {
+    WALL_INTERVAL_NS.store(wall_interval.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    FORKED_AT_NS.store(crate::sample::wall::monotonic_ns(), Ordering::Relaxed);
+    DEFERRED.store(true, Ordering::Release);
+}
+
+/// Whether the threads are still waiting to be started.
+#[inline]
+pub fn deferred() -> bool {
+    DEFERRED.load(Ordering::Relaxed)
+}
+
+/// From the sample hooks: start the threads once the child has lived long enough, or at
+/// once when the ring is filling up and nobody would drain it. Cheap when nothing is deferred.
+#[inline]
+pub fn start_if_due(ring_filling: bool) {
+    if !deferred() {
+        return;
+    }
+    let forked_at = FORKED_AT_NS.load(Ordering::Relaxed);
+    if ring_filling || crate::sample::wall::monotonic_ns().saturating_sub(forked_at) >= MIN_AGE_NS {
+        start_now();
+    }
+}
+
+/// Starts the deferred threads now (only once, and only in the process that deferred them).
+pub fn start_now() {
+    if !deferred() || !crate::runtime::is_owner_process() {
+        // A vfork/posix_spawn child of a child shares its memory: it must start nothing.
+        return;
+    }
+    if !DEFERRED.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let Some(config) = crate::runtime::config().cloned() else { return };
+    start_threads(config, Duration::from_nanos(WALL_INTERVAL_NS.load(Ordering::Relaxed)));
+}
+
+fn start_threads(config: Arc<Config>, wall_interval: Duration) {
+    crate::export::exporter::start(config);
+    if crate::sample::wall::WALL_SAMPLING.load(Ordering::Acquire) {
+        crate::sample::wall::start(wall_interval);
+    }
+}
+
+/// At exit: true if the threads were never started, so the caller exports inline. Later
+/// triggers start nothing.
+pub fn take_for_exit() -> bool {
+    DEFERRED.swap(false, Ordering::AcqRel)
+}
