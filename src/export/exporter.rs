@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::collect::ring::Kind;
 use crate::config::Config;
 use crate::profile::aggregate::{self, Aggregator};
 use crate::profile::builder::encode_gzip;
@@ -81,7 +80,7 @@ pub fn after_fork_in_child(config: Arc<Config>) {
 pub fn export_inline(config: Arc<Config>) {
     crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
     crate::python::refresh();
-    let mut exporter = take_parked_or_new(config);
+    let mut exporter = Exporter::new(config);
     exporter.drain();
     exporter.export();
 }
@@ -157,15 +156,10 @@ impl Exporter {
         let Some(ring) = crate::collect::ring() else { return 0 };
         let aggregator = &mut self.aggregator;
         let mut records = 0;
-        let mut addresses = Vec::new();
         ring.drain(|header, frames| {
             records += 1;
-            if header.kind != Kind::ThreadName {
-                addresses.extend_from_slice(&frames[..header.native_len.min(frames.len())]);
-            }
             aggregator.add(header, frames)
         });
-        symbolize_ahead(addresses);
         aggregator.end_drain();
         aggregator.add_dropped(ring.take_dropped());
         let lost = crate::collect::live_heap::take_lost();
@@ -246,19 +240,6 @@ impl Exporter {
             Err(_) => {}
         }
     }
-}
-
-/// Symbolizes the native addresses of a drain now rather than at the export. The work is the
-/// same (the cache keeps them until then), but a forked child inherits the cache and the
-/// parsed debug info with it: its final export then finds the parent's code already resolved
-/// instead of reading debug info from scratch (0.1–0.5 s a child, measured in fork storms).
-fn symbolize_ahead(mut addresses: Vec<u64>) {
-    if addresses.is_empty() {
-        return;
-    }
-    addresses.sort_unstable();
-    addresses.dedup();
-    crate::profile::symbolize::with_shared(|symbolizer| symbolizer.resolve(&addresses));
 }
 
 /// Sleeps until the drain interval passes, the ring asks for a drain, or the final export is
