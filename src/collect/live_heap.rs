@@ -25,10 +25,19 @@ fn bucket(addr: u64) -> usize {
     ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
 }
 
-/// False means `addr` is certainly not tracked. One byte load: the free fast path.
+/// False means `addr` is certainly not tracked (nor pinned). One byte load: the free fast path.
 #[inline(always)]
 pub fn maybe_tracked(addr: u64) -> bool {
-    FILTER[bucket(addr)].load(Ordering::Relaxed) != 0
+    // SAFETY: `bucket` shifts a 64-bit product right by 64 - TABLE_BITS, so it is < TABLE_SIZE
+    // (skips the bounds check, which the optimiser cannot prove through the shift).
+    unsafe { FILTER.get_unchecked(bucket(addr)) }.load(Ordering::Relaxed) != 0
+}
+
+/// Makes `maybe_tracked(addr)` true for good (a saturated counter never goes down, not even
+/// in `clear`): the malloc hooks pin the bootstrap arena's blocks so that the free fast path
+/// needs no separate "is it an arena block?" test.
+pub fn pin(addr: u64) {
+    FILTER[bucket(addr)].store(u8::MAX, Ordering::Release);
 }
 
 /// Tracks a sampled address. Returns false (and counts the loss) when the table is too full.
@@ -81,10 +90,13 @@ pub fn take_lost() -> u64 {
 }
 
 /// Forgets everything (a forked child whose cold-side copy of the live set was unusable).
+/// Saturated counters stay: they may be pins, and are only "maybe" answers anyway.
 pub fn clear() {
     for (slot, filter) in TABLE.iter().zip(FILTER.iter()) {
         slot.store(EMPTY, Ordering::Relaxed);
-        filter.store(0, Ordering::Relaxed);
+        if filter.load(Ordering::Relaxed) != u8::MAX {
+            filter.store(0, Ordering::Relaxed);
+        }
     }
 }
 
