@@ -120,6 +120,19 @@ mod tests {
     fn live_table() {
         insert_lookup_remove();
         overfull_table_counts_losses_and_recovers();
+        pins_survive_removal_and_clear();
+    }
+
+    // The free hook relies on this to send bootstrap-arena blocks to its slow path.
+    fn pins_survive_removal_and_clear() {
+        let pinned = 0x5000_0000_0040u64;
+        pin(pinned);
+        assert!(maybe_tracked(pinned));
+        assert!(insert(pinned) && remove(pinned));
+        assert!(maybe_tracked(pinned));
+        clear();
+        assert!(maybe_tracked(pinned));
+        assert!(!maybe_tracked(pinned + 0x1000), "a pin covers its own granule only");
     }
 
     fn insert_lookup_remove() {
