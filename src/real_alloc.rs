@@ -5,9 +5,14 @@
 //! resolved, allocations made on the resolving thread are served from a small static arena;
 //! `free`/`realloc` recognise arena pointers by address. Other threads wait for resolution to
 //! finish (it happens once, at the first allocation, normally before `main`).
+//!
+//! The four hot functions (malloc, free, calloc, realloc) are also reachable through `HOT`,
+//! one cache line of function pointers that start out pointing at bootstrap functions and are
+//! overwritten with the real ones once resolved: the hooks' fast path is then a load and a
+//! jump, with no "resolved yet?" test (the bootstrap functions do that test, only at start-up).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 pub type MallocFn = unsafe extern "C" fn(usize) -> *mut libc::c_void;
 pub type FreeFn = unsafe extern "C" fn(*mut libc::c_void);
@@ -66,6 +71,13 @@ fn resolve_slow() -> Option<&'static Allocator> {
             unsafe { *std::ptr::addr_of_mut!(ALLOCATOR) = resolved };
             RESOLVING_HERE.with(|r| r.set(false));
             STATE.store(RESOLVED, Ordering::Release);
+            // SAFETY: ALLOCATOR was just written and is never written again.
+            if let Some(a) = unsafe { (*std::ptr::addr_of!(ALLOCATOR)).as_ref() } {
+                HOT.malloc.store(a.malloc as *mut (), Ordering::Release);
+                HOT.free.store(a.free as *mut (), Ordering::Release);
+                HOT.calloc.store(a.calloc as *mut (), Ordering::Release);
+                HOT.realloc.store(a.realloc as *mut (), Ordering::Release);
+            }
         }
         Err(_) => {
             while STATE.load(Ordering::Acquire) != RESOLVED {
@@ -75,6 +87,108 @@ fn resolve_slow() -> Option<&'static Allocator> {
     }
     // SAFETY: as in `next`.
     unsafe { (*std::ptr::addr_of!(ALLOCATOR)).as_ref() }
+}
+
+// ---------------------------------------------------------------- hot function pointers
+
+/// The functions the hooks jump to, alone in their cache line (read on every call, written
+/// once): a bootstrap function until the next allocator is resolved, then the real one.
+#[repr(C, align(64))]
+struct Hot {
+    malloc: AtomicPtr<()>,
+    free: AtomicPtr<()>,
+    calloc: AtomicPtr<()>,
+    realloc: AtomicPtr<()>,
+}
+
+static HOT: Hot = Hot {
+    malloc: AtomicPtr::new(bootstrap_malloc as MallocFn as *mut ()),
+    free: AtomicPtr::new(bootstrap_free as FreeFn as *mut ()),
+    calloc: AtomicPtr::new(bootstrap_calloc as CallocFn as *mut ()),
+    realloc: AtomicPtr::new(bootstrap_realloc as ReallocFn as *mut ()),
+};
+
+macro_rules! hot_getter {
+    ($name:ident, $field:ident, $offset:literal, $ty:ty) => {
+        /// The function to forward to (possibly a bootstrap function: same contract).
+        #[inline(always)]
+        pub fn $name() -> $ty {
+            const _: () = assert!(std::mem::offset_of!(Hot, $field) == $offset);
+            let f: *mut ();
+            // A plain `HOT.x.load()` goes through a GOT slot holding HOT's address (rustc
+            // treats the static as preemptible): one more dependent load on every call.
+            // HOT is local to this library (not exported), so a PC-relative load reaches it.
+            // SAFETY: reads 8 aligned bytes of HOT; an aligned 8-byte mov is atomic on
+            // x86-64 and, like any x86 load, has Acquire semantics (pairs with the Release
+            // store made after resolution). The pointer is always a function of this exact
+            // type: the bootstrap one, later the one dlsym found under the C name.
+            unsafe {
+                std::arch::asm!(
+                    concat!("mov {f}, qword ptr [rip + {hot} + ", $offset, "]"),
+                    hot = sym HOT,
+                    f = out(reg) f,
+                    options(nostack, readonly, preserves_flags),
+                );
+                std::mem::transmute::<*mut (), $ty>(f)
+            }
+        }
+    };
+}
+hot_getter!(malloc_fn, malloc, 0, MallocFn);
+hot_getter!(free_fn, free, 8, FreeFn);
+hot_getter!(calloc_fn, calloc, 16, CallocFn);
+hot_getter!(realloc_fn, realloc, 24, ReallocFn);
+
+// The bootstrap functions: the first calls (and any made while resolution runs on another
+// thread) land here; they resolve, or serve the resolving thread from the arena.
+
+unsafe extern "C" fn bootstrap_malloc(size: usize) -> *mut libc::c_void {
+    match next() {
+        // SAFETY: forwarding to the next allocator.
+        Some(next) => unsafe { (next.malloc)(size) },
+        None => arena_alloc(size, 16),
+    }
+}
+
+unsafe extern "C" fn bootstrap_free(ptr: *mut libc::c_void) {
+    if in_arena(ptr) {
+        return;
+    }
+    if let Some(next) = next() {
+        // SAFETY: not an arena pointer, so it came from the next allocator (or is null).
+        unsafe { (next.free)(ptr) }
+    }
+}
+
+unsafe extern "C" fn bootstrap_calloc(count: usize, size: usize) -> *mut libc::c_void {
+    match next() {
+        // SAFETY: forwarding; the next calloc checks the multiplication itself.
+        Some(next) => unsafe { (next.calloc)(count, size) },
+        // The arena is static and never reused, hence already zeroed.
+        None => match count.checked_mul(size) {
+            Some(total) => arena_alloc(total, 16),
+            None => std::ptr::null_mut(),
+        },
+    }
+}
+
+unsafe extern "C" fn bootstrap_realloc(ptr: *mut libc::c_void, size: usize) -> *mut libc::c_void {
+    match next() {
+        // SAFETY: forwarding; the hooks never pass arena blocks to a real realloc.
+        Some(next) => unsafe { (next.realloc)(ptr, size) },
+        None => arena_realloc(ptr, size),
+    }
+}
+
+/// realloc while the next allocator is still being resolved: only arena blocks exist.
+pub fn arena_realloc(ptr: *mut libc::c_void, size: usize) -> *mut libc::c_void {
+    let new = arena_alloc(size, 16);
+    if !ptr.is_null() && !new.is_null() && in_arena(ptr) {
+        let old = arena_size(ptr).min(size);
+        // SAFETY: both blocks are inside the arena and at least `old` bytes long.
+        unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, new as *mut u8, old) };
+    }
+    new
 }
 
 fn lookup_all() -> Option<Allocator> {
@@ -145,9 +259,10 @@ fn arena_base() -> usize {
 }
 
 /// True for pointers handed out by the bootstrap arena (never passed to the real free).
+/// One subtraction and one unsigned compare (null and pointers below the arena wrap around).
+#[inline(always)]
 pub fn in_arena(ptr: *mut libc::c_void) -> bool {
-    let p = ptr as usize;
-    p >= arena_base() && p < arena_base() + ARENA_SIZE
+    (ptr as usize).wrapping_sub(arena_base()) < ARENA_SIZE
 }
 
 /// Zeroed memory from the static arena (never reused: only dlsym's few allocations land here).
@@ -165,6 +280,9 @@ pub fn arena_alloc(size: usize, align: usize) -> *mut libc::c_void {
                 let block = (arena_base() + start) as *mut u8;
                 // SAFETY: [start-HEADER, end) lies inside the arena and was claimed by the CAS.
                 unsafe { (block.sub(HEADER) as *mut usize).write(size) };
+                // Its free and realloc must take the hooks' slow path, which knows the arena:
+                // pinned before anyone can see the block.
+                crate::collect::live_heap::pin(block as u64);
                 return block.cast();
             }
             Err(now) => used = now,

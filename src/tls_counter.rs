@@ -23,24 +23,24 @@ macro_rules! initial_exec_counter {
                 ".popsection",
             );
 
-            /// Subtracts `n`; true when the counter reached zero or below.
+            /// Subtracts `n`; true when the counter reached zero or below. The flags of the
+            /// subtraction feed the caller's branch directly (asm goto), no setcc and test.
             #[inline(always)]
             pub fn subtract_crosses(n: i64) -> bool {
-                let crossed: u8;
                 // SAFETY: the GOT slot holds the variable's offset from the thread pointer;
                 // `fs:[offset]` is this thread's own 8 bytes, touched by no other thread.
                 unsafe {
                     std::arch::asm!(
                         concat!("mov {off}, qword ptr [rip + ", $symbol, "@GOTTPOFF]"),
                         "sub qword ptr fs:[{off}], {n}",
-                        "setle {crossed}",
+                        "jle {crossed}",
                         off = out(reg) _,
                         n = in(reg) n,
-                        crossed = out(reg_byte) crossed,
+                        crossed = label { return true; },
                         options(nostack),
                     );
                 }
-                crossed != 0
+                false
             }
 
             #[allow(dead_code)]

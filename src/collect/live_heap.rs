@@ -2,9 +2,13 @@
 //! can tell in a few nanoseconds whether the block it frees was sampled.
 //!
 //! Two static arrays, no allocation, no lock:
-//! - a counting filter (one byte per bucket): zero means "certainly not sampled", which is
-//!   the answer for almost every free;
-//! - an open-addressing table of addresses with bounded linear probing and tombstones.
+//! - a counting filter (one byte per 64-byte granule of address space, folded onto 64 Ki
+//!   counters): zero means "certainly not sampled", which is the answer for almost every free.
+//!   It is indexed by address bits, not by a scrambling hash, so that the blocks a program
+//!   churns through (close together in memory) share a few filter cache lines instead of
+//!   each taking its own: every free reads it, and a miss there costs more than the hook;
+//! - an open-addressing table of addresses with bounded linear probing and tombstones
+//!   (hashed: linear probing wants homes spread out).
 //! When the probe bound is hit the sample is not tracked and the loss is counted (reported
 //! by the exporter), never a hang, never unbounded memory.
 
@@ -20,15 +24,31 @@ static FILTER: [AtomicU8; TABLE_SIZE] = [const { AtomicU8::new(0) }; TABLE_SIZE]
 static TABLE: [AtomicU64; TABLE_SIZE] = [const { AtomicU64::new(EMPTY) }; TABLE_SIZE];
 static LOST: AtomicU64 = AtomicU64::new(0);
 
+/// Home slot in TABLE.
 #[inline(always)]
 fn bucket(addr: u64) -> usize {
     ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
 }
 
-/// False means `addr` is certainly not tracked. One byte load: the free fast path.
+/// Counter in FILTER: the 64-byte granule, with the bits above the first 4 MiB folded in by
+/// XOR so that distant regions (thread arenas 64 MiB apart, say) do not all collide.
+#[inline(always)]
+fn filter_index(addr: u64) -> usize {
+    let granule = addr >> 6;
+    ((granule ^ (granule >> TABLE_BITS)) as usize) & (TABLE_SIZE - 1)
+}
+
+/// False means `addr` is certainly not tracked (nor pinned). One byte load: the free fast path.
 #[inline(always)]
 pub fn maybe_tracked(addr: u64) -> bool {
-    FILTER[bucket(addr)].load(Ordering::Relaxed) != 0
+    FILTER[filter_index(addr)].load(Ordering::Relaxed) != 0
+}
+
+/// Makes `maybe_tracked(addr)` true for good (a saturated counter never goes down, not even
+/// in `clear`): the malloc hooks pin the bootstrap arena's blocks so that the free fast path
+/// needs no separate "is it an arena block?" test.
+pub fn pin(addr: u64) {
+    FILTER[filter_index(addr)].store(u8::MAX, Ordering::Release);
 }
 
 /// Tracks a sampled address. Returns false (and counts the loss) when the table is too full.
@@ -40,7 +60,7 @@ pub fn insert(addr: u64) -> bool {
         if (current == EMPTY || current == TOMBSTONE)
             && slot.compare_exchange(current, addr, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         {
-            filter_add(home);
+            filter_add(filter_index(addr));
             return true;
         }
     }
@@ -58,7 +78,7 @@ pub fn remove(addr: u64) -> bool {
             return false;
         }
         if current == addr && slot.compare_exchange(addr, TOMBSTONE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            filter_remove(home);
+            filter_remove(filter_index(addr));
             return true;
         }
     }
@@ -67,12 +87,12 @@ pub fn remove(addr: u64) -> bool {
 
 /// A saturated counter stays saturated: the filter then answers "maybe" for that bucket,
 /// which costs a table lookup, never a wrong answer.
-fn filter_add(home: usize) {
-    let _ = FILTER[home].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c < u8::MAX).then_some(c + 1));
+fn filter_add(index: usize) {
+    let _ = FILTER[index].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c < u8::MAX).then_some(c + 1));
 }
 
-fn filter_remove(home: usize) {
-    let _ = FILTER[home].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c > 0 && c < u8::MAX).then(|| c - 1));
+fn filter_remove(index: usize) {
+    let _ = FILTER[index].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c > 0 && c < u8::MAX).then(|| c - 1));
 }
 
 /// Sampled allocations that could not be tracked since the last call.
@@ -81,10 +101,13 @@ pub fn take_lost() -> u64 {
 }
 
 /// Forgets everything (a forked child whose cold-side copy of the live set was unusable).
+/// Saturated counters stay: they may be pins, and are only "maybe" answers anyway.
 pub fn clear() {
     for (slot, filter) in TABLE.iter().zip(FILTER.iter()) {
         slot.store(EMPTY, Ordering::Relaxed);
-        filter.store(0, Ordering::Relaxed);
+        if filter.load(Ordering::Relaxed) != u8::MAX {
+            filter.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -97,6 +120,19 @@ mod tests {
     fn live_table() {
         insert_lookup_remove();
         overfull_table_counts_losses_and_recovers();
+        pins_survive_removal_and_clear();
+    }
+
+    // The free hook relies on this to send bootstrap-arena blocks to its slow path.
+    fn pins_survive_removal_and_clear() {
+        let pinned = 0x5000_0000_0040u64;
+        pin(pinned);
+        assert!(maybe_tracked(pinned));
+        assert!(insert(pinned) && remove(pinned));
+        assert!(maybe_tracked(pinned));
+        clear();
+        assert!(maybe_tracked(pinned));
+        assert!(!maybe_tracked(pinned + 0x1000), "a pin covers its own granule only");
     }
 
     fn insert_lookup_remove() {

@@ -3,10 +3,18 @@
 //! another thread right after), allocations after the real allocation succeeded.
 //! `malloc_usable_size` is not interposed: blocks are the next allocator's own.
 
+use crate::collect::live_heap;
 use crate::real_alloc::{self, arena_alloc, in_arena};
-use crate::sample::alloc::{on_alloc, on_free};
+use crate::sample::alloc::{on_alloc, on_free, on_sample_point, reaches_sample_point};
 
 use libc::{c_int, c_void, size_t};
+
+// malloc, calloc, realloc and free are the hot ones. Their fast path counts the bytes first
+// (see `reaches_sample_point`) and then *jumps* to the next allocator: no stack frame, no
+// "resolved yet?" test (real_alloc's function pointers start out at bootstrap functions), and
+// the next allocator returns straight to our caller. Only a sample point, an arena block or a
+// maybe-tracked free takes the out-of-line path; those functions are `extern "C"` (they
+// cannot unwind), so calling them needs no landing pad and stays a tail jump too.
 
 #[inline(always)]
 fn sampled(ptr: *mut c_void, size: usize) -> *mut c_void {
@@ -16,53 +24,117 @@ fn sampled(ptr: *mut c_void, size: usize) -> *mut c_void {
     ptr
 }
 
+/// The bytes of this allocation reached the sample point (counted already): record the block.
+#[inline(always)]
+fn at_sample_point(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // Arena blocks exist only on the thread resolving the next allocator, before profiling
+    // starts; the counter stays crossed, so that thread's first real block places the point.
+    if !in_arena(ptr) {
+        on_sample_point(ptr, size);
+    }
+    ptr
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
-    let Some(next) = real_alloc::next() else { return arena_alloc(size, 16) };
-    // SAFETY: forwarding to the next allocator with the caller's argument.
-    sampled(unsafe { (next.malloc)(size) }, size)
+    if reaches_sample_point(size) {
+        return malloc_at_sample_point(size);
+    }
+    // SAFETY: forwarding to the next allocator (or its bootstrap stand-in) with the caller's argument.
+    unsafe { real_alloc::malloc_fn()(size) }
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_at_sample_point(size: size_t) -> *mut c_void {
+    // SAFETY: as in `malloc`.
+    at_sample_point(unsafe { real_alloc::malloc_fn()(size) }, size)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // Arena blocks are pinned in the filter (see real_alloc::arena_alloc): one test catches
+    // sampled blocks and arena blocks alike.
+    if live_heap::maybe_tracked(ptr as u64) {
+        return free_slow(ptr);
+    }
+    // SAFETY: ptr came from the next allocator (arena blocks are pinned, so they took the
+    // branch above) or is null, which free accepts.
+    unsafe { real_alloc::free_fn()(ptr) }
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn free_slow(ptr: *mut c_void) {
     if ptr.is_null() || in_arena(ptr) {
         return;
     }
     on_free(ptr);
-    if let Some(next) = real_alloc::next() {
-        // SAFETY: ptr came from the next allocator (arena pointers were filtered above).
-        unsafe { (next.free)(ptr) }
-    }
+    // SAFETY: as in `free`.
+    unsafe { real_alloc::free_fn()(ptr) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn calloc(count: size_t, size: size_t) -> *mut c_void {
-    let Some(next) = real_alloc::next() else {
-        // The arena is static and never reused, hence already zeroed.
-        return match count.checked_mul(size) {
-            Some(total) => arena_alloc(total, 16),
-            None => std::ptr::null_mut(),
-        };
-    };
+    if reaches_sample_point(count.wrapping_mul(size)) {
+        return calloc_at_sample_point(count, size);
+    }
     // SAFETY: forwarding; the next calloc checks the multiplication itself.
-    let ptr = unsafe { (next.calloc)(count, size) };
-    sampled(ptr, count.wrapping_mul(size))
+    unsafe { real_alloc::calloc_fn()(count, size) }
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn calloc_at_sample_point(count: size_t, size: size_t) -> *mut c_void {
+    // SAFETY: as in `calloc`.
+    at_sample_point(unsafe { real_alloc::calloc_fn()(count, size) }, count.wrapping_mul(size))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
-    let Some(next) = real_alloc::next() else { return arena_realloc(ptr, size) };
+    // As in `free`: one filter test catches sampled and arena blocks.
+    if live_heap::maybe_tracked(ptr as u64) {
+        return realloc_slow(ptr, size);
+    }
+    if reaches_sample_point(size) {
+        return realloc_at_sample_point(ptr, size);
+    }
+    // SAFETY: forwarding to the next allocator; ptr is not an arena block (those are pinned).
+    unsafe { real_alloc::realloc_fn()(ptr, size) }
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn realloc_slow(ptr: *mut c_void, size: size_t) -> *mut c_void {
     if in_arena(ptr) {
-        return move_out_of_arena(next, ptr, size);
+        return realloc_arena_block(ptr, size);
     }
     if !ptr.is_null() {
         // The old block is gone after a successful realloc; if it fails the block stays but
         // is no longer tracked, which only under-counts the live heap.
         on_free(ptr);
     }
-    // SAFETY: forwarding to the next allocator.
-    let new = unsafe { (next.realloc)(ptr, size) };
-    sampled(new, size)
+    if reaches_sample_point(size) {
+        return realloc_at_sample_point(ptr, size);
+    }
+    // SAFETY: forwarding to the next allocator; ptr is not an arena block.
+    unsafe { real_alloc::realloc_fn()(ptr, size) }
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn realloc_at_sample_point(ptr: *mut c_void, size: size_t) -> *mut c_void {
+    // SAFETY: as in `realloc`.
+    at_sample_point(unsafe { real_alloc::realloc_fn()(ptr, size) }, size)
+}
+
+/// realloc of a bootstrap-arena block: copied into a real block once the next allocator is
+/// known, into another arena block while it is still being resolved on this thread.
+fn realloc_arena_block(ptr: *mut c_void, size: size_t) -> *mut c_void {
+    match real_alloc::next() {
+        Some(next) => move_out_of_arena(next, ptr, size),
+        None => real_alloc::arena_realloc(ptr, size),
+    }
 }
 
 #[no_mangle]
@@ -163,17 +235,6 @@ unsafe fn aligned_via(f: Option<real_alloc::AlignedFn>, next: &real_alloc::Alloc
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
-
-/// realloc while the next allocator is still being resolved: only arena blocks exist.
-fn arena_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    let new = arena_alloc(size, 16);
-    if !ptr.is_null() && !new.is_null() && in_arena(ptr) {
-        let old = real_alloc::arena_size(ptr).min(size);
-        // SAFETY: both blocks are inside the arena and at least `old` bytes long.
-        unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, new as *mut u8, old) };
-    }
-    new
 }
 
 /// realloc of an arena block once the real allocator is known: copy it into a real block.

@@ -48,9 +48,20 @@ pub fn mean_interval() -> u64 {
 /// an initial-exec thread-local counter (see tls_counter.rs) and a branch.
 #[inline(always)]
 pub fn on_alloc(ptr: *mut libc::c_void, size: usize) {
-    if countdown::subtract_crosses(size as i64) {
+    if reaches_sample_point(size) {
         on_sample_point(ptr, size);
     }
+}
+
+/// The first half of `on_alloc`, for hooks that count the bytes *before* allocating so that
+/// their fast path can end in a tail jump to the real allocator: true when these `size` bytes
+/// reach the next sample point; the caller must then call `on_sample_point` with the block
+/// (or null if the allocation failed). Counting bytes of an allocation that then fails keeps
+/// sampling unbiased: the gaps are exponential, hence memoryless, so sample points over the
+/// bytes actually allocated still form a Poisson process of the same rate.
+#[inline(always)]
+pub fn reaches_sample_point(size: usize) -> bool {
+    countdown::subtract_crosses(size as i64)
 }
 
 /// Called before every free of a non-null `ptr`.
@@ -61,9 +72,11 @@ pub fn on_free(ptr: *mut libc::c_void) {
     }
 }
 
+/// This allocation reached the sample point: place the next one and record the block.
+/// A null `ptr` (failed allocation) only places the next point.
 #[cold]
 #[inline(never)]
-fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
+pub fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
     let started = thread::with(|s| s.alloc_started.replace(true));
     let next_interval = draw_interval();
     if !started {
@@ -78,7 +91,7 @@ fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
     } else {
         countdown::set(next_interval);
     }
-    if !RECORD_ALLOCS.load(Ordering::Acquire) || !crate::runtime::active() {
+    if ptr.is_null() || !RECORD_ALLOCS.load(Ordering::Acquire) || !crate::runtime::active() {
         return;
     }
     let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
