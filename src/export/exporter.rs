@@ -192,6 +192,9 @@ impl Exporter {
             size,
             started.elapsed()
         );
+        // What the profiler's own bookkeeping costs (drains, symbolization, encoding), for
+        // `make bench`: this thread's CPU since it started.
+        log_debug!("exporter thread CPU: {:.1} ms in total", crate::thread::thread_cpu_ns() as f64 / 1e6);
     }
 
     fn comments(&self) -> Vec<String> {
