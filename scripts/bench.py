@@ -308,18 +308,24 @@ EXPORTER_CPU_RE = re.compile(r"exporter thread CPU: ([0-9.]+) ms in total")
 
 
 def bench_export():
-    """The exporter thread's CPU for one 60-second profile of a busy 4-thread program: every
-    drain, symbolization and the encoding of that profile (the first export's log line)."""
-    prog = [os.path.join(BUILD, "cpu_bench"), "busy", "4", "61"]
+    """The exporter thread's CPU per 60-second profile of a busy 4-thread program: every
+    drain, symbolization and the encoding of that profile. The first profile also pays the
+    one-time symbolization of the program's code (debug info parsed once, then cached); the
+    second shows the steady state."""
+    prog = [os.path.join(BUILD, "cpu_bench"), "busy", "4", "121"]
     env = env_for("with", {"DD_PROFILING_UPLOAD_PERIOD": "60", "DD_PROFILING_LOG_LEVEL": "debug"})
-    _, _, _, err = run(prog, env, timeout=180)
+    _, _, _, err = run(prog, env, timeout=300)
     cpu = [float(m.group(1)) for m in EXPORTER_CPU_RE.finditer(err)]
     durs = [float(m.group(2)) * UNIT[m.group(3)] for m in DURATION_RE.finditer(err)]
-    if not cpu or not durs:
-        raise RuntimeError("no 'profile N exported' / 'exporter thread CPU' lines at debug level")
-    add_row("busy 4-thread C program, one 60 s profile", "exporter thread CPU for the whole profile, ms",
-            None, cpu[0], "—", "—", "≤ 50 ms", yes_no(cpu[0] <= 50))
-    add_row("  same, the export step alone", "wall time of the first export, ms", None, durs[0])
+    if len(cpu) < 2 or len(durs) < 2:
+        raise RuntimeError("fewer than two 'profile N exported' / 'exporter thread CPU' lines at debug level")
+    first, second = cpu[0], cpu[1] - cpu[0]
+    add_row("busy 4-thread C program, first 60 s profile", "exporter thread CPU for the profile, ms",
+            None, first, "—", "—", "≤ 50 ms", yes_no(first <= 50))
+    add_row("  same, second 60 s profile", "exporter thread CPU for the profile, ms",
+            None, second, "—", "—", "≤ 50 ms", yes_no(second <= 50))
+    add_row("  same, export step alone (first, second)", "wall time, ms", None,
+            f"{durs[0]:.0f}, {durs[1]:.0f}")
 
 
 # ---------------------------------------------------------------- main
