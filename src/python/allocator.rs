@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use libc::c_void;
 
 use super::c_api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
-use crate::sample::alloc::{on_alloc, on_free};
+use crate::collect::live_heap;
+use crate::sample::alloc::{on_alloc, on_free, on_sample_point, reaches_sample_point};
 
 /// pymalloc's `SMALL_REQUEST_THRESHOLD` in CPython 3.8–3.13.
 const SMALL_REQUEST: usize = 512;
@@ -94,13 +95,28 @@ unsafe fn next<'a>(ctx: *mut c_void) -> &'a MemAllocator {
     unsafe { &*(ctx as *const MemAllocator) }
 }
 
+// The fast paths count the bytes first and end in a jump to the allocator they wrap (no
+// stack frame, nothing to do after it returns); a sample point or a free of a possibly
+// sampled block takes the out-of-line path. Counting before allocating keeps sampling
+// unbiased (see `sample::alloc::reaches_sample_point`).
+
 unsafe extern "C" fn hooked_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+    if size <= SMALL_REQUEST && reaches_sample_point(size) {
+        // SAFETY: forwarding our caller's contract.
+        return unsafe { malloc_at_sample_point(ctx, size) };
+    }
     // SAFETY: ctx is ours (see `next`); forwarding the caller's arguments.
     let next = unsafe { next(ctx) };
+    unsafe { (next.malloc)(next.ctx, size) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn malloc_at_sample_point(ctx: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: as in hooked_malloc.
+    let next = unsafe { next(ctx) };
     let ptr = unsafe { (next.malloc)(next.ctx, size) };
-    if size <= SMALL_REQUEST && !ptr.is_null() {
-        on_alloc(ptr, size);
-    }
+    on_sample_point(ptr, size);
     ptr
 }
 
@@ -130,10 +146,23 @@ unsafe extern "C" fn hooked_realloc(ctx: *mut c_void, ptr: *mut c_void, size: us
 }
 
 unsafe extern "C" fn hooked_free(ctx: *mut c_void, ptr: *mut c_void) {
+    if live_heap::maybe_tracked(ptr as u64) {
+        // SAFETY: forwarding our caller's contract.
+        return unsafe { free_maybe_sampled(ctx, ptr) };
+    }
     // SAFETY: as in hooked_malloc.
     let next = unsafe { next(ctx) };
+    unsafe { (next.free)(next.ctx, ptr) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn free_maybe_sampled(ctx: *mut c_void, ptr: *mut c_void) {
     if !ptr.is_null() {
+        // Before the real free: the block may be reused as soon as it is released.
         on_free(ptr);
     }
+    // SAFETY: as in hooked_malloc.
+    let next = unsafe { next(ctx) };
     unsafe { (next.free)(next.ctx, ptr) }
 }
