@@ -36,7 +36,9 @@ pub struct Api {
     pub is_finalizing: Option<unsafe extern "C" fn() -> c_int>,
     pub mem_get_allocator: unsafe extern "C" fn(c_int, *mut MemAllocator),
     pub mem_set_allocator: unsafe extern "C" fn(c_int, *mut MemAllocator),
-    pub import_get_module_dict: unsafe extern "C" fn() -> Object,
+    /// `PySys_GetObject`: borrowed, NULL when absent (unlike `PyImport_GetModuleDict`, which
+    /// aborts the process when the interpreter has no modules dictionary any more).
+    pub sys_get_object: unsafe extern "C" fn(*const c_char) -> Object,
     pub dict_get_item_string: unsafe extern "C" fn(Object, *const c_char) -> Object,
     pub dict_items: unsafe extern "C" fn(Object) -> Object,
     pub list_size: unsafe extern "C" fn(Object) -> isize,
@@ -77,7 +79,7 @@ impl Api {
                 .then(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> c_int>(finalizing as usize) }),
             mem_get_allocator: function!(c"PyMem_GetAllocator"),
             mem_set_allocator: function!(c"PyMem_SetAllocator"),
-            import_get_module_dict: function!(c"PyImport_GetModuleDict"),
+            sys_get_object: function!(c"PySys_GetObject"),
             dict_get_item_string: function!(c"PyDict_GetItemString"),
             dict_items: function!(c"PyDict_Items"),
             list_size: function!(c"PyList_Size"),

@@ -104,6 +104,11 @@ pub fn after_fork_in_child() {
 extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
     QUEUED.store(false, Ordering::Release);
     let Some(api) = super::target().and_then(|t| t.api) else { return 0 };
+    // SAFETY: `int (void)`, reads a runtime flag. A call queued just before finalization may
+    // run during it (`_Py_FinishPendingCalls`): then the interpreter is left alone.
+    if api.is_finalizing.is_some_and(|f| unsafe { f() } != 0) {
+        return 0;
+    }
     let tasks = REQUESTED.swap(0, Ordering::AcqRel);
     crate::log_debug!("Python: running tasks {tasks:#x} under the GIL");
     // The callback must leave the interpreter's error state as it found it.

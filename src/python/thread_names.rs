@@ -83,7 +83,7 @@ fn running_threads(api: &Api) -> Vec<(i32, String)> {
     // tuple items) are used while their owner is alive; new references are released with
     // Py_DecRef exactly once.
     unsafe {
-        let modules = (api.import_get_module_dict)();
+        let modules = (api.sys_get_object)(c"modules".as_ptr());
         if modules.is_null() {
             return found;
         }
