@@ -29,6 +29,9 @@ static QUEUED: AtomicBool = AtomicBool::new(false);
 /// Cold side: asks for `tasks` to run under the GIL soon.
 pub fn request(t: &Target, api: &Api, tasks: u8) {
     REQUESTED.fetch_or(tasks, Ordering::AcqRel);
+    if QUEUED.load(Ordering::Acquire) || !main_thread_runs(t) {
+        return;
+    }
     if QUEUED.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -78,6 +81,23 @@ fn wake_main_thread(t: &Target, api: &Api) {
         }
         QUEUED.store(true, Ordering::Release);
     }
+}
+
+/// Before 3.13 the eval breaker is shared by every thread of the interpreter, and a queued
+/// call keeps it raised (3.8 raises it in `Py_AddPendingCall`, 3.9–3.12 through
+/// `wake_main_thread`) until the main thread runs the call: if the main thread sat blocked in C
+/// (in `Thread.join()`, say), every other thread would take the interpreter's slow "handle
+/// pending" path at each check meanwhile. So a call is queued only while the main thread is
+/// seen running (its CPU clock advances over a millisecond). 3.13 keeps the flag per thread.
+fn main_thread_runs(t: &Target) -> bool {
+    if t.version.1 >= 13 {
+        return true;
+    }
+    // SAFETY: getpid has no preconditions; the main thread's tid is the pid.
+    let pid = unsafe { libc::getpid() };
+    let Some(before) = crate::sample::wall::thread_cpu_of(pid) else { return false };
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    crate::sample::wall::thread_cpu_of(pid).is_some_and(|after| after > before)
 }
 
 /// The main interpreter: the last of `_PyRuntime`'s interpreter list (the first created).

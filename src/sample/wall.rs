@@ -344,7 +344,7 @@ fn parse_syscall_position(text: &str) -> Option<(u64, u64)> {
 }
 
 /// CPU time of another thread of this process, from its kernel CPU clock id.
-fn thread_cpu_of(tid: i32) -> Option<u64> {
+pub fn thread_cpu_of(tid: i32) -> Option<u64> {
     // The kernel's per-thread scheduler clock: ((~tid) << 3) | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED.
     let clock = ((!tid) << 3) | 4 | 2;
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
