@@ -80,7 +80,7 @@ pub fn after_fork_in_child(config: Arc<Config>) {
 pub fn export_inline(config: Arc<Config>) {
     crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
     crate::python::refresh();
-    let mut exporter = Exporter::new(config);
+    let mut exporter = take_parked_or_new(config);
     exporter.drain();
     exporter.export();
 }

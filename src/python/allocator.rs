@@ -12,12 +12,16 @@
 //! reallocs report the old block like the malloc hooks do, so live heap works for Python
 //! objects too.
 //!
-//! Not installed when pymalloc is not in use (`PYTHONMALLOC=malloc` or `malloc_debug`): then
-//! every Python allocation already goes through `malloc`. Cost: one indirect call and the
+//! Not installed when pymalloc is not in use (`PYTHONMALLOC` other than `pymalloc`): with
+//! `malloc` every Python allocation already goes through `malloc`; `mimalloc` and the debug
+//! variants do not split requests at 512 bytes the way this hook relies on. Cost: one indirect call and the
 //! countdown per Python allocation, one filter load per free.
 //!
-//! Known imprecision: a block of more than 512 bytes shrunk with `realloc` to at most 512
-//! bytes stays a `malloc` block and is counted by both hooks (rare: CPython seldom shrinks).
+//! `realloc` of a block pymalloc does not own (bytes and strings resized after a read, lists
+//! shrinking) goes to `realloc`, whose hook counts it: the Python hook then sees the countdown
+//! moved and does not count it again. Known imprecision: with CPython's debug hooks (`-X dev`)
+//! a request just under 512 bytes grows past 512 and is counted by both hooks; after
+//! `tracemalloc.stop()` (if tracemalloc was started before the hook went in) the hook is gone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,6 +30,7 @@ use libc::c_void;
 use super::c_api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
 use crate::collect::live_heap;
 use crate::sample::alloc::{on_alloc, on_free, on_sample_point, reaches_sample_point};
+use crate::tls_counter::alloc_bytes_left as countdown;
 
 /// pymalloc's `SMALL_REQUEST_THRESHOLD` in CPython 3.8–3.13.
 const SMALL_REQUEST: usize = 512;
@@ -78,9 +83,12 @@ fn current(api: &Api, domain: libc::c_int) -> MemAllocator {
 
 /// Why Python allocations already go to malloc, if they do.
 fn pymalloc_absent(api: &Api) -> Option<&'static str> {
+    // Only pymalloc sends large requests to malloc (counted there) and serves small ones
+    // itself (counted here); `malloc`, `mimalloc` (3.13) and the debug variants do not split
+    // that way. (`python -E` ignores the variable; such a process is taken as pymalloc.)
     let setting = std::env::var("PYTHONMALLOC").unwrap_or_default();
-    if setting.starts_with("malloc") {
-        return Some("PYTHONMALLOC selects malloc");
+    if !setting.is_empty() && setting != "pymalloc" {
+        return Some("PYTHONMALLOC selects another allocator than pymalloc");
     }
     // Without pymalloc, the object domain uses the raw domain's functions.
     let (obj, raw) = (current(api, DOMAIN_OBJ), current(api, DOMAIN_RAW));
@@ -138,8 +146,11 @@ unsafe extern "C" fn hooked_realloc(ctx: *mut c_void, ptr: *mut c_void, size: us
         // Before the call, as for free: the block may be reused as soon as it is released.
         on_free(ptr);
     }
+    // A block pymalloc does not own (a malloc block) is reallocated with `realloc`, whose hook
+    // counts it; the countdown then moved, and the bytes must not be counted twice.
+    let counted_before = countdown::get();
     let new = unsafe { (next.realloc)(next.ctx, ptr, size) };
-    if size <= SMALL_REQUEST && !new.is_null() {
+    if size <= SMALL_REQUEST && !new.is_null() && countdown::get() == counted_before {
         on_alloc(new, size);
     }
     new

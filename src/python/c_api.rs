@@ -2,7 +2,7 @@
 //! object (cold side). They are only ever called from `gil_tasks.rs`, on the interpreter's main
 //! thread while it holds the GIL — never from a signal handler or the exporter thread — except
 //! `Py_AddPendingCall` and `Py_IsInitialized`, which CPython documents as callable from any
-//! thread without the GIL.
+//! thread without the GIL, and `_Py_IsFinalizing`/`Py_IsFinalizing`, which only read a flag.
 //!
 //! Every function used here exists with the same signature in CPython 3.8 to 3.13.
 

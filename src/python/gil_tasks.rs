@@ -9,7 +9,7 @@
 //! runs signal handlers. If the main thread never runs Python code again, the tasks never run,
 //! which costs nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 
 use libc::{c_int, c_void};
 
@@ -26,9 +26,24 @@ static REQUESTED: AtomicU8 = AtomicU8::new(0);
 /// A callback is queued in the interpreter (at most one at a time).
 static QUEUED: AtomicBool = AtomicBool::new(false);
 
+/// Whether tasks can run in this interpreter at all. Not on 3.8: its `Py_AddPendingCall`,
+/// once `Py_FinalizeEx` has begun (`pending.finishing`, set before the atexit functions run and
+/// before `_Py_IsFinalizing` turns true), reports "shutting down" through the GIL holder's
+/// thread state — NULL while nobody holds the GIL, which would crash the program — so a
+/// foreign thread cannot call it safely at any time.
+pub fn supported(t: &Target) -> bool {
+    t.version.1 >= 9
+}
+
 /// Cold side: asks for `tasks` to run under the GIL soon.
 pub fn request(t: &Target, api: &Api, tasks: u8) {
+    if !supported(t) {
+        return;
+    }
     REQUESTED.fetch_or(tasks, Ordering::AcqRel);
+    if QUEUED.load(Ordering::Acquire) {
+        report_if_stuck();
+    }
     if QUEUED.load(Ordering::Acquire) || !main_thread_runs(t) {
         return;
     }
@@ -36,6 +51,7 @@ pub fn request(t: &Target, api: &Api, tasks: u8) {
         return;
     }
     if queue(api) {
+        QUEUED_AT_NS.store(crate::sample::wall::monotonic_ns(), Ordering::Release);
         wake_main_thread(t, api);
     } else {
         // Not running yet, shutting down, or the queue (32 entries) is full: ask again later.
@@ -58,9 +74,12 @@ fn queue(api: &Api) -> bool {
 /// the caller is the main thread itself (`COMPUTE_EVAL_BREAKER` asks whether the *calling*
 /// thread can handle pending calls); from any other thread the call waits until something
 /// else trips the breaker, which in a single-threaded program may be never. The exporter
-/// raises the flag itself, as CPython's own signal handler would. When the main thread runs
-/// the pending call, it recomputes the flag, so a raised flag never stays up by mistake — the
-/// loop re-queues an empty call if ours ran between queueing and raising.
+/// raises the flag itself, as CPython's own signal handler would. The main thread recomputes
+/// the flag when it runs pending calls; if ours already ran when the flag was raised, the loop
+/// queues another call, and `run_under_gil` queues an empty one from the main thread for the
+/// case where the flag was raised between CPython's recomputation and our callback. Until the
+/// main thread runs them, other threads holding the GIL take the slow "pending" path at each
+/// check: hence calls are queued only while the main thread runs (`main_thread_runs`).
 fn wake_main_thread(t: &Target, api: &Api) {
     let offset = t.layout.interp_eval_breaker;
     if offset == ABSENT {
@@ -115,9 +134,28 @@ fn main_interpreter(t: &Target) -> Option<u64> {
     None
 }
 
+/// When the queued callback was queued (monotonic ns), and whether its long wait was reported.
+static QUEUED_AT_NS: AtomicU64 = AtomicU64::new(0);
+static STUCK_REPORTED: AtomicBool = AtomicBool::new(false);
+const STUCK_AFTER_NS: u64 = 10_000_000_000;
+
+/// A callback that has not run for 10 s means the main thread does not run Python code: the
+/// allocator hook and thread names wait for it (said once, at info level).
+fn report_if_stuck() {
+    let waited = crate::sample::wall::monotonic_ns().saturating_sub(QUEUED_AT_NS.load(Ordering::Acquire));
+    if waited >= STUCK_AFTER_NS && !STUCK_REPORTED.swap(true, Ordering::AcqRel) {
+        crate::log_info!("the Python main thread has not run Python code for 10 s: Python allocations (objects of up to 512 bytes) and threading names are not recorded until it does");
+    }
+}
+
 /// A forked child: a callback queued by the parent may or may not run in the child.
 pub fn after_fork_in_child() {
     QUEUED.store(false, Ordering::Release);
+}
+
+/// Does nothing: queued from the main thread, it only makes CPython recompute the eval breaker.
+extern "C" fn recompute_eval_breaker(_: *mut c_void) -> c_int {
+    0
 }
 
 /// Runs on the interpreter's main thread with the GIL held.
@@ -148,6 +186,13 @@ extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
     unsafe {
         (api.err_clear)();
         (api.err_restore)(saved[0], saved[1], saved[2]);
+    }
+    if super::target().is_some_and(|t| t.layout.interp_eval_breaker != ABSENT) {
+        // The exporter may have raised the eval breaker after CPython recomputed it for this
+        // call (`wake_main_thread`): an empty call queued from the main thread makes CPython
+        // compute the flag again once it has run, so it cannot stay raised for nothing.
+        // SAFETY: main thread, GIL held; the callback is a plain extern "C" function.
+        unsafe { (api.add_pending_call)(recompute_eval_breaker, std::ptr::null_mut()) };
     }
     if outcome.is_err() {
         crate::log_warn!("an internal error occurred while running a task inside the Python interpreter; it will not be retried");

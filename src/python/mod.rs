@@ -130,6 +130,7 @@ pub fn refresh() {
 pub fn starting() -> bool {
     let Some(t) = target() else { return false };
     t.api.is_some()
+        && gil_tasks::supported(t)
         && crate::sample::alloc::recording()
         && !allocator::installed()
         && t.found_at.elapsed() < std::time::Duration::from_secs(5)

@@ -27,6 +27,7 @@ pub fn forget(gone: impl Fn(i32) -> bool) {
     if let Some(names) = NAMES.lock().as_mut() {
         names.retain(|&tid, _| !gone(tid));
     }
+    UNNAMED.lock().retain(|&tid| !gone(tid));
 }
 
 /// A forked child keeps the names if they were not being updated at the fork (the main
@@ -38,6 +39,11 @@ pub fn after_fork_in_child() {
         unsafe { WANTED.force_unlock() };
     }
     std::mem::forget(std::mem::take(&mut *WANTED.lock()));
+    if UNNAMED.try_lock().is_none() {
+        // SAFETY: as above.
+        unsafe { UNNAMED.force_unlock() };
+    }
+    std::mem::forget(std::mem::take(&mut *UNNAMED.lock()));
 }
 
 /// Under the GIL (from `gil_tasks`): reads every running `threading.Thread`.
@@ -49,9 +55,17 @@ pub fn read(api: &Api) {
     // A thread can be running before `threading` lists it (it registers itself a moment
     // after it starts): it is looked for again, a few times, at least 100 ms apart.
     let mut wanted = WANTED.lock();
+    let mut unnamed = UNNAMED.lock();
     wanted.retain_mut(|(tid, attempts)| {
         *attempts += 1;
-        !names.contains_key(tid) && *attempts < MAX_ATTEMPTS
+        let keep = !names.contains_key(tid) && *attempts < MAX_ATTEMPTS;
+        if !keep && !names.contains_key(tid) {
+            if unnamed.len() >= MAX_UNNAMED {
+                unnamed.clear();
+            }
+            unnamed.push(*tid);
+        }
+        keep
     });
     LAST_READ_NS.store(crate::sample::wall::monotonic_ns(), Ordering::Release);
 }
@@ -63,8 +77,16 @@ const MAX_ATTEMPTS: u8 = 3;
 static LAST_READ_NS: AtomicU64 = AtomicU64::new(0);
 const MIN_READ_SPACING_NS: u64 = 100_000_000;
 
+/// Threads `threading` does not know (native threads, or every thread of a program that never
+/// imported `threading`): not looked for again, so they cost no further reads.
+static UNNAMED: spin::Mutex<Vec<i32>> = spin::Mutex::new(Vec::new());
+const MAX_UNNAMED: usize = 4096;
+
 /// Cold side: `tid` was seen without a Python name.
 pub fn want(tid: i32) {
+    if UNNAMED.lock().contains(&tid) {
+        return;
+    }
     let mut wanted = WANTED.lock();
     if wanted.len() < MAX_WANTED && !wanted.iter().any(|&(t, _)| t == tid) {
         wanted.push((tid, 0));
