@@ -71,6 +71,29 @@ int main(void) {
 #else
     absent("interp_eval_breaker");
 #endif
+    /* 3.8 only: its pending-call queue, which the library fills under the queue's own lock,
+     * since 3.8's Py_AddPendingCall is unsafe from a foreign thread once finalization began. */
+#if PY_VERSION_HEX < 0x03090000
+    field("runtime_pending_lock", offsetof(_PyRuntimeState, ceval.pending.lock));
+    field("runtime_pending_finishing", offsetof(_PyRuntimeState, ceval.pending.finishing));
+    field("runtime_pending_calls_to_do", offsetof(_PyRuntimeState, ceval.pending.calls_to_do));
+    field("runtime_pending_calls", offsetof(_PyRuntimeState, ceval.pending.calls));
+    field("runtime_pending_call_size", sizeof(_PyRuntime.ceval.pending.calls[0]));
+    field("runtime_pending_ncalls", sizeof(_PyRuntime.ceval.pending.calls) / sizeof(_PyRuntime.ceval.pending.calls[0]));
+    field("runtime_pending_first", offsetof(_PyRuntimeState, ceval.pending.first));
+    field("runtime_pending_last", offsetof(_PyRuntimeState, ceval.pending.last));
+    field("runtime_eval_breaker", offsetof(_PyRuntimeState, ceval.eval_breaker));
+#else
+    absent("runtime_pending_lock");
+    absent("runtime_pending_finishing");
+    absent("runtime_pending_calls_to_do");
+    absent("runtime_pending_calls");
+    absent("runtime_pending_call_size");
+    absent("runtime_pending_ncalls");
+    absent("runtime_pending_first");
+    absent("runtime_pending_last");
+    absent("runtime_eval_breaker");
+#endif
     field("tstate_prev", offsetof(PyThreadState, prev));
     field("tstate_next", offsetof(PyThreadState, next));
     field("tstate_interp", offsetof(PyThreadState, interp));

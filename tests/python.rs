@@ -639,15 +639,10 @@ fn python_allocations(py: &Python) {
     );
     out.assert_success();
     let all = samples(&out);
-    let mut checked = vec![("big_bytearrays", out.value::<f64>("large_bytes"))];
-    if py.minor >= 9 {
-        checked.push(("small_tuples", out.value::<f64>("small_bytes")));
-    } else {
-        // README: the allocator hook is not installed on 3.8 (its Py_AddPendingCall cannot be
-        // called safely from another thread); only malloc-sized blocks are seen there.
-        eprintln!("3.{}: pymalloc allocations are not hooked on 3.8 (documented)", py.minor);
-    }
-    for (function, truth) in checked {
+    for (function, truth) in [
+        ("small_tuples", out.value::<f64>("small_bytes")),
+        ("big_bytearrays", out.value::<f64>("large_bytes")),
+    ] {
         let seen: i64 = all
             .iter()
             .filter(|s| s.python_leaf().is_some_and(|f| f.function == function))
@@ -698,11 +693,6 @@ fn named_thread_wall(py: &Python) {
         "wall time under nap(): {in_nap} ns, the thread slept {nap_ns} ns\n{}",
         show(&all, "wall-time", 6)
     );
-    if py.minor < 9 {
-        // README: threading names are not read on 3.8 (see python_allocations).
-        eprintln!("3.{}: threading names are not read on 3.8 (documented)", py.minor);
-        return;
-    }
     assert!(
         named as f64 >= 0.95 * in_nap as f64,
         "only {named} of {in_nap} ns under nap() carry thread name napper-7; names seen: {threads:?}"

@@ -51,6 +51,10 @@ pub struct Api {
     pub err_fetch: unsafe extern "C" fn(*mut Object, *mut Object, *mut Object),
     pub err_restore: unsafe extern "C" fn(Object, Object, Object),
     pub err_clear: unsafe extern "C" fn(),
+    /// `PyThread_acquire_lock` / `PyThread_release_lock`: plain locks, callable from any thread;
+    /// used only on 3.8, to fill its pending-call queue under the queue's own lock.
+    pub thread_acquire_lock: Option<unsafe extern "C" fn(*mut c_void, c_int) -> c_int>,
+    pub thread_release_lock: Option<unsafe extern "C" fn(*mut c_void)>,
 }
 
 impl Api {
@@ -92,6 +96,16 @@ impl Api {
             err_fetch: function!(c"PyErr_Fetch"),
             err_restore: function!(c"PyErr_Restore"),
             err_clear: function!(c"PyErr_Clear"),
+            // SAFETY: as above: the functions of these names, `int (PyThread_type_lock, int)`
+            // and `void (PyThread_type_lock)` in every version.
+            thread_acquire_lock: match symbol(c"PyThread_acquire_lock") {
+                0 => None,
+                a => Some(unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void, c_int) -> c_int>(a as usize) }),
+            },
+            thread_release_lock: match symbol(c"PyThread_release_lock") {
+                0 => None,
+                a => Some(unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(a as usize) }),
+            },
         })
     }
 }

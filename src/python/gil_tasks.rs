@@ -7,7 +7,8 @@
 //! callable from any thread without the GIL: the main thread runs the callback at its next
 //! "eval breaker" check, between two bytecodes, holding the GIL — the same place where Python
 //! runs signal handlers. If the main thread never runs Python code again, the tasks never run,
-//! which costs nothing.
+//! which costs nothing. (On 3.8 the call is appended to the queue by `queue_3_8`, because 3.8's
+//! `Py_AddPendingCall` is unsafe from a foreign thread during shutdown.)
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 
@@ -26,13 +27,12 @@ static REQUESTED: AtomicU8 = AtomicU8::new(0);
 /// A callback is queued in the interpreter (at most one at a time).
 static QUEUED: AtomicBool = AtomicBool::new(false);
 
-/// Whether tasks can run in this interpreter at all. Not on 3.8: its `Py_AddPendingCall`,
-/// once `Py_FinalizeEx` has begun (`pending.finishing`, set before the atexit functions run and
-/// before `_Py_IsFinalizing` turns true), reports "shutting down" through the GIL holder's
-/// thread state — NULL while nobody holds the GIL, which would crash the program — so a
-/// foreign thread cannot call it safely at any time.
+/// Whether tasks can run in this interpreter. On 3.8 only through `queue_3_8`, which needs the
+/// generated queue layout and the lock functions.
 pub fn supported(t: &Target) -> bool {
     t.version.1 >= 9
+        || (t.layout.runtime_pending_lock != ABSENT
+            && t.api.is_some_and(|a| a.thread_acquire_lock.is_some() && a.thread_release_lock.is_some()))
 }
 
 /// Cold side: asks for `tasks` to run under the GIL soon.
@@ -50,7 +50,7 @@ pub fn request(t: &Target, api: &Api, tasks: u8) {
     if QUEUED.swap(true, Ordering::AcqRel) {
         return;
     }
-    if queue(api) {
+    if queue(t, api) {
         QUEUED_AT_NS.store(crate::sample::wall::monotonic_ns(), Ordering::Release);
         wake_main_thread(t, api);
     } else {
@@ -59,14 +59,54 @@ pub fn request(t: &Target, api: &Api, tasks: u8) {
     }
 }
 
-fn queue(api: &Api) -> bool {
-    // SAFETY: both are documented as callable from any thread without the GIL. 3.8's
-    // Py_AddPendingCall reports "shutting down" through the calling thread's state, which a
-    // foreign thread does not have: it is not called once finalization started.
+fn queue(t: &Target, api: &Api) -> bool {
+    // SAFETY: both are documented as callable from any thread without the GIL.
+    let running = unsafe { (api.is_initialized)() != 0 && !api.is_finalizing.is_some_and(|f| f() != 0) };
+    if !running {
+        return false;
+    }
+    if t.layout.runtime_pending_lock != ABSENT {
+        return queue_3_8(t, api);
+    }
+    // SAFETY: documented as callable from any thread without the GIL (3.9+).
+    unsafe { (api.add_pending_call)(run_under_gil, std::ptr::null_mut()) == 0 }
+}
+
+/// CPython 3.8's `Py_AddPendingCall`, once `Py_FinalizeEx` has begun (`pending.finishing`,
+/// set before the atexit functions run and before `_Py_IsFinalizing` turns true), reports
+/// "shutting down" through the GIL holder's thread state — NULL while no thread holds the GIL,
+/// a crash. So on 3.8 the library does what `_PyEval_AddPendingCall` does, minus that report:
+/// under the queue's own lock, give up if `finishing` is set, else append the call; then set
+/// `calls_to_do` and the eval breaker, as `SIGNAL_PENDING_CALLS` does. The lock is created at
+/// start-up and never freed during finalization (3.8 frees it only when re-initializing).
+fn queue_3_8(t: &Target, api: &Api) -> bool {
+    let (Some(acquire), Some(release)) = (api.thread_acquire_lock, api.thread_release_lock) else { return false };
+    let l = t.layout;
+    let at = |offset: u32| t.runtime + offset as u64;
+    let Some(lock) = memory::read_u64(at(l.runtime_pending_lock)).filter(|&p| p != 0) else { return false };
+    // SAFETY: `_PyRuntime` is a static of the loaded interpreter and these offsets come from
+    // 3.8's own headers; `first`, `last`, `calls` and `finishing` are only touched under `lock`,
+    // which we hold (WAIT_LOCK = 1); `calls_to_do` and `eval_breaker` are `_Py_atomic_int`s
+    // that CPython stores to from any thread.
     unsafe {
-        (api.is_initialized)() != 0
-            && !api.is_finalizing.is_some_and(|f| f() != 0)
-            && (api.add_pending_call)(run_under_gil, std::ptr::null_mut()) == 0
+        acquire(lock as *mut c_void, 1);
+        let finishing = std::ptr::read_volatile(at(l.runtime_pending_finishing) as *const i32);
+        let first = std::ptr::read_volatile(at(l.runtime_pending_first) as *const i32);
+        let last = std::ptr::read_volatile(at(l.runtime_pending_last) as *const i32);
+        let next = (last + 1) % l.runtime_pending_ncalls as i32;
+        let pushed = finishing == 0 && next != first && (0..l.runtime_pending_ncalls as i32).contains(&last);
+        if pushed {
+            let entry = at(l.runtime_pending_calls) + last as u64 * l.runtime_pending_call_size as u64;
+            std::ptr::write_volatile(entry as *mut usize, run_under_gil as *const () as usize);
+            std::ptr::write_volatile((entry + 8) as *mut usize, 0);
+            std::ptr::write_volatile(at(l.runtime_pending_last) as *mut i32, next);
+        }
+        release(lock as *mut c_void);
+        if pushed {
+            (*(at(l.runtime_pending_calls_to_do) as *const AtomicI32)).store(1, Ordering::SeqCst);
+            (*(at(l.runtime_eval_breaker) as *const AtomicI32)).store(1, Ordering::SeqCst);
+        }
+        pushed
     }
 }
 
@@ -95,7 +135,7 @@ fn wake_main_thread(t: &Target, api: &Api) {
         // (layout generated from this version's headers, address readable); CPython itself
         // stores to it from any thread with atomic stores.
         unsafe { (*(flag as *const AtomicI32)).store(1, Ordering::SeqCst) };
-        if QUEUED.load(Ordering::Acquire) || !queue(api) {
+        if QUEUED.load(Ordering::Acquire) || !queue(t, api) {
             return;
         }
         QUEUED.store(true, Ordering::Release);

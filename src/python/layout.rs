@@ -32,6 +32,17 @@ pub struct Layout {
     pub interp_threads_head: u32,
     /// `PyInterpreterState.ceval.eval_breaker` (3.9–3.12).
     pub interp_eval_breaker: u32,
+    /// 3.8: `_PyRuntime.ceval.pending` (lock, finishing, calls_to_do, calls[], the size of one
+    /// call entry, their number, first, last) and `_PyRuntime.ceval.eval_breaker`.
+    pub runtime_pending_lock: u32,
+    pub runtime_pending_finishing: u32,
+    pub runtime_pending_calls_to_do: u32,
+    pub runtime_pending_calls: u32,
+    pub runtime_pending_call_size: u32,
+    pub runtime_pending_ncalls: u32,
+    pub runtime_pending_first: u32,
+    pub runtime_pending_last: u32,
+    pub runtime_eval_breaker: u32,
     pub tstate_prev: u32,
     pub tstate_next: u32,
     pub tstate_interp: u32,
