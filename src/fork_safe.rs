@@ -17,3 +17,13 @@ pub fn keep_if_consistent<T>(state: &spin::Mutex<Option<T>>) -> bool {
     std::mem::forget(state.lock().take());
     false
 }
+
+/// Empties `state` in a forked child, whatever it held: its lock is released if a parent
+/// thread held it at the fork, and the parent's contents are leaked (never walked or freed:
+/// they may be half updated, and the allocator state behind them is the parent's).
+pub fn forget_contents<T: Default>(state: &spin::Mutex<T>) {
+    // SAFETY: only the forking thread exists in the child; a holder of the lock at the fork
+    // was another thread of the parent, gone here.
+    unsafe { state.force_unlock() };
+    std::mem::forget(std::mem::take(&mut *state.lock()));
+}

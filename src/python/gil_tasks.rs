@@ -42,12 +42,9 @@ pub fn request(t: &Target, api: &Api, tasks: u8) {
     }
     REQUESTED.fetch_or(tasks, Ordering::AcqRel);
     if QUEUED.load(Ordering::Acquire) {
-        report_if_stuck();
+        return report_if_stuck();
     }
-    if QUEUED.load(Ordering::Acquire) || !main_thread_runs(t) {
-        return;
-    }
-    if QUEUED.swap(true, Ordering::AcqRel) {
+    if !main_thread_runs(t) || QUEUED.swap(true, Ordering::AcqRel) {
         return;
     }
     if queue(t, api) {

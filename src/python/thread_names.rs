@@ -34,16 +34,8 @@ pub fn forget(gone: impl Fn(i32) -> bool) {
 /// thread's name is still right; other threads do not exist in the child and are pruned).
 pub fn after_fork_in_child() {
     crate::fork_safe::keep_if_consistent(&NAMES);
-    if WANTED.try_lock().is_none() {
-        // SAFETY: the holder was a parent thread, which does not exist in the child.
-        unsafe { WANTED.force_unlock() };
-    }
-    std::mem::forget(std::mem::take(&mut *WANTED.lock()));
-    if UNNAMED.try_lock().is_none() {
-        // SAFETY: as above.
-        unsafe { UNNAMED.force_unlock() };
-    }
-    std::mem::forget(std::mem::take(&mut *UNNAMED.lock()));
+    crate::fork_safe::forget_contents(&WANTED);
+    crate::fork_safe::forget_contents(&UNNAMED);
 }
 
 /// Under the GIL (from `gil_tasks`): reads every running `threading.Thread`.

@@ -82,9 +82,5 @@ fn delete(timer: TimerId) {
 /// a thread that does not exist here. Forget the parent's entries without deleting them
 /// (their ids mean nothing in the child).
 pub fn reset_after_fork() {
-    // SAFETY: only the forking thread exists in the child, so no one else can hold the lock
-    // legitimately; a lock held at fork time belonged to a vanished thread.
-    unsafe { REGISTRY.force_unlock() };
-    let stale = std::mem::take(&mut *REGISTRY.lock());
-    std::mem::forget(stale); // freeing is safe too, but the allocator state is the parent's
+    crate::fork_safe::forget_contents(&REGISTRY);
 }

@@ -157,10 +157,7 @@ pub fn stop_and_account() {
 /// In a forked child only the calling thread exists: it is watched from now on, and the
 /// sampler thread is started again later (child_threads.rs), if the child lives on.
 pub fn after_fork_in_child(tid: i32) {
-    // SAFETY: the lock's holder, if any, was a parent thread that does not exist here.
-    unsafe { WATCHED.force_unlock() };
-    let stale = std::mem::take(&mut *WATCHED.lock());
-    std::mem::forget(stale);
+    crate::fork_safe::forget_contents(&WATCHED);
     if WALL_SAMPLING.load(Ordering::Acquire) {
         register_current(tid);
     }
