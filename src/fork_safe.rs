@@ -8,7 +8,7 @@
 
 /// Keeps `state` in a forked child if it was consistent at the fork; otherwise resets it to
 /// `None`. Returns whether it was kept. Call only from the child's fork handler.
-pub fn keep_if_consistent<T>(state: &spin::Mutex<Option<T>>) -> bool {
+pub fn keep_if_consistent<T>(state: &crate::yield_lock::Lock<Option<T>>) -> bool {
     if state.try_lock().is_some() {
         return true;
     }
@@ -21,7 +21,7 @@ pub fn keep_if_consistent<T>(state: &spin::Mutex<Option<T>>) -> bool {
 /// Empties `state` in a forked child, whatever it held: its lock is released if a parent
 /// thread held it at the fork, and the parent's contents are leaked (never walked or freed:
 /// they may be half updated, and the allocator state behind them is the parent's).
-pub fn forget_contents<T: Default>(state: &spin::Mutex<T>) {
+pub fn forget_contents<T: Default>(state: &crate::yield_lock::Lock<T>) {
     // SAFETY: only the forking thread exists in the child; a holder of the lock at the fork
     // was another thread of the parent, gone here.
     unsafe { state.force_unlock() };

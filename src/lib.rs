@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod sample;
 pub mod thread;
 pub mod tls_counter;
+pub mod yield_lock;
 
 /// Load-time constructor. It starts the profiler only when this code is running as the
 /// preloaded shared library, not when the crate is linked into a program (the tests,

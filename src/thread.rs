@@ -31,6 +31,10 @@ pub struct ThreadState {
     /// User pc and sp of the context its last wall stack was captured in.
     pub wall_capture_pc: AtomicU64,
     pub wall_capture_sp: AtomicU64,
+    /// Wall time (ns) the sampler handed to this thread's next signal, 0 when none is due.
+    /// Taken with a swap, by the handler or by the sampler revoking it: exactly one of them
+    /// accounts it, whatever happens to the signal (see sample/wall.rs).
+    pub wall_pending_ns: AtomicU64,
     /// Lock sampling (see sample/lock.rs; its acquisition countdown lives in its own
     /// initial-exec TLS word, read on every acquisition).
     pub lock_hold_started: Cell<bool>,
@@ -64,6 +68,7 @@ impl ThreadState {
             wall_capture_cpu_ns: AtomicU64::new(0),
             wall_capture_pc: AtomicU64::new(0),
             wall_capture_sp: AtomicU64::new(0),
+            wall_pending_ns: AtomicU64::new(0),
             lock_hold_started: Cell::new(false),
             lock_wait_left: Cell::new(0),
             lock_wait_started: Cell::new(false),

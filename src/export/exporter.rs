@@ -43,7 +43,7 @@ fn shared() -> Option<&'static Shared> {
 
 /// A forked child's exporter, made at the fork so that the child's first period starts
 /// there, and taken by whichever comes first: its exporter thread or its inline final export.
-static PARKED: spin::Mutex<Option<Exporter>> = spin::Mutex::new(None);
+static PARKED: crate::yield_lock::Lock<Option<Exporter>> = crate::yield_lock::Lock::new(None);
 
 fn take_parked_or_new(config: Arc<Config>) -> Exporter {
     PARKED.lock().take().unwrap_or_else(|| Exporter::new(config))

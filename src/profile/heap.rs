@@ -100,7 +100,7 @@ impl LiveHeap {
     }
 }
 
-pub static LIVE_HEAP: spin::Mutex<Option<LiveHeap>> = spin::Mutex::new(None);
+pub static LIVE_HEAP: crate::yield_lock::Lock<Option<LiveHeap>> = crate::yield_lock::Lock::new(None);
 
 /// In a forked child: keep the parent's live set if it was consistent at the fork (no one
 /// held its lock); otherwise start empty, on both sides.

@@ -401,7 +401,7 @@ mod tests {
 /// thread, so a forked child inherits its cache: a child's first export then resolves the
 /// parent's addresses without reading any debug info again. A spin lock, so the child can
 /// tell whether the parent's exporter held it at the fork.
-static SHARED: spin::Mutex<Option<Symbolizer>> = spin::Mutex::new(None);
+static SHARED: crate::yield_lock::Lock<Option<Symbolizer>> = crate::yield_lock::Lock::new(None);
 
 /// Runs `f` with the shared symbolizer.
 pub fn with_shared<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> R {

@@ -72,7 +72,7 @@ struct Cold {
 }
 
 /// A spin lock (not std's) so a forked child can reset it (see `after_fork_in_child`).
-static COLD: spin::Mutex<Option<Cold>> = spin::Mutex::new(None);
+static COLD: crate::yield_lock::Lock<Option<Cold>> = crate::yield_lock::Lock::new(None);
 
 fn with_cold<R>(f: impl FnOnce(&mut Cold) -> R) -> R {
     let mut guard = COLD.lock();

@@ -66,14 +66,14 @@ struct Control {
 }
 
 /// A spin lock (not std's) so a forked child can reset it when the parent's exporter held it.
-static CONTROL: spin::Mutex<Control> = spin::Mutex::new(Control {
+static CONTROL: crate::yield_lock::Lock<Control> = crate::yield_lock::Lock::new(Control {
     searched: None,
     given_up: false,
     validated: false,
     failed_checks: 0,
 });
 
-fn control() -> spin::MutexGuard<'static, Control> {
+fn control() -> crate::yield_lock::LockGuard<'static, Control> {
     CONTROL.lock()
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::c_api::{Api, Object};
 
 /// Python's name for each native thread id, as last read.
-static NAMES: spin::Mutex<Option<HashMap<i32, String>>> = spin::Mutex::new(None);
+static NAMES: crate::yield_lock::Lock<Option<HashMap<i32, String>>> = crate::yield_lock::Lock::new(None);
 
 /// Cold side: the Python name of thread `tid`, if it is a `threading` thread.
 pub fn lookup(tid: i32) -> Option<String> {
@@ -63,7 +63,7 @@ pub fn read(api: &Api) {
 }
 
 /// Threads seen in samples whose Python name is not known, with the reads that missed them.
-static WANTED: spin::Mutex<Vec<(i32, u8)>> = spin::Mutex::new(Vec::new());
+static WANTED: crate::yield_lock::Lock<Vec<(i32, u8)>> = crate::yield_lock::Lock::new(Vec::new());
 const MAX_WANTED: usize = 256;
 const MAX_ATTEMPTS: u8 = 3;
 static LAST_READ_NS: AtomicU64 = AtomicU64::new(0);
@@ -71,7 +71,7 @@ const MIN_READ_SPACING_NS: u64 = 100_000_000;
 
 /// Threads `threading` does not know (native threads, or every thread of a program that never
 /// imported `threading`): not looked for again, so they cost no further reads.
-static UNNAMED: spin::Mutex<Vec<i32>> = spin::Mutex::new(Vec::new());
+static UNNAMED: crate::yield_lock::Lock<Vec<i32>> = crate::yield_lock::Lock::new(Vec::new());
 const MAX_UNNAMED: usize = 4096;
 
 /// Cold side: `tid` was seen without a Python name.

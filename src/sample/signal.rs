@@ -47,10 +47,12 @@ extern "C" fn on_cpu_signal(_signal: i32, info: *mut libc::siginfo_t, context: *
     // SAFETY: __errno_location returns this thread's errno slot.
     let errno = unsafe { *libc::__errno_location() };
     // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo.
-    match unsafe { wall_payload(info) } {
-        Some(weight) => record_wall_sample(weight, context),
-        None => record_cpu_sample(context),
+    if !unsafe { is_wall_signal(info) } {
+        record_cpu_sample(context);
     }
+    // Also on a CPU timer's signal: a wall signal sent while that one was pending was merged
+    // into it (SIGPROF is not a queued signal), and its weight waits in the thread's state.
+    record_wall_sample(context);
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
 }
@@ -83,26 +85,33 @@ fn record_stack(regs: Registers, header: impl FnOnce(usize) -> Header) {
     slot.commit(header(captured.native), captured.total);
 }
 
-/// The wall sampler's signals carry their weight in the queued value; CPU timer signals
+/// The wall sampler's signals are tagged in their queued value; CPU timer signals
 /// (SI_TIMER) and anything else are CPU samples.
 ///
 /// # Safety
 /// `info` must be null or point at the siginfo the kernel passed to the handler.
-unsafe fn wall_payload(info: *const libc::siginfo_t) -> Option<u64> {
+unsafe fn is_wall_signal(info: *const libc::siginfo_t) -> bool {
     if info.is_null() {
-        return None;
+        return false;
     }
     // SAFETY: a siginfo is 128 bytes; si_code is at offset 8 and the queued value at 24.
     let (code, value) = unsafe { ((*info).si_code, *((info as *const u8).add(24) as *const u64)) };
-    wall::wall_weight(code, value)
+    wall::is_wall_signal(code, value)
 }
 
-fn record_wall_sample(weight: u64, context: *mut libc::c_void) {
+/// Records the wall time the sampler handed to this thread, if any, under the interrupted
+/// stack. The weight is taken only by a registered thread: once an exiting thread has
+/// cleared its tid, its exit takes the weight back instead.
+fn record_wall_sample(context: *mut libc::c_void) {
     if !wall::WALL_SAMPLING.load(Ordering::Relaxed) || context.is_null() {
         return;
     }
     let tid = thread::with(|s| if s.internal.get() { 0 } else { s.tid.get() });
     if tid == 0 {
+        return;
+    }
+    let weight = wall::take_pending();
+    if weight == 0 {
         return;
     }
     // SAFETY: the kernel passes a valid ucontext_t as the third handler argument with SA_SIGINFO.

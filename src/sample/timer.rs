@@ -18,7 +18,7 @@ struct Entry {
     timer: TimerId,
 }
 
-static REGISTRY: spin::Mutex<Vec<Entry>> = spin::Mutex::new(Vec::new());
+static REGISTRY: crate::yield_lock::Lock<Vec<Entry>> = crate::yield_lock::Lock::new(Vec::new());
 
 /// True while CPU sampling is wanted; new threads check it before arming a timer.
 pub static CPU_TIMERS_ENABLED: AtomicBool = AtomicBool::new(false);

@@ -288,7 +288,7 @@ fn wait_for_readers() -> bool {
 /// The module tracker, global (cold side only) so a forked child inherits the modules built
 /// so far instead of copying every module's unwind tables again. A spin lock, so the child can
 /// tell whether the parent's exporter held it at the fork.
-static TRACKER: spin::Mutex<Option<ModuleTracker>> = spin::Mutex::new(None);
+static TRACKER: crate::yield_lock::Lock<Option<ModuleTracker>> = crate::yield_lock::Lock::new(None);
 
 pub fn with_tracker<R>(f: impl FnOnce(&mut ModuleTracker) -> R) -> R {
     let mut guard = TRACKER.lock();

@@ -31,27 +31,38 @@ use crate::thread;
 const MAX_LOOKS_PER_TICK: usize = 16;
 /// CPU a thread may use between two looks and still count as not having run.
 const IDLE_CPU_NS: u64 = 200_000;
-/// How long a sent signal may stay unhandled before the thread's time is accounted without it.
-const UNHANDLED_SIGNAL_NS: u64 = 1_000_000_000;
-/// Marks the signal payload as a wall sample (the top byte); the rest is the weight in ns.
+/// How long a sent signal may stay unhandled before the sampler takes its time back and
+/// accounts it itself (to the thread's last stack). A signal can be lost outright: SIGPROF
+/// is a standard signal, so one sent while a CPU-timer SIGPROF is pending is merged into it,
+/// and a thread that blocks SIGPROF never handles it.
+const UNHANDLED_SIGNAL_NS: u64 = 200_000_000;
+/// Marks the signal payload as a wall sample (the top byte). The weight itself travels in
+/// the thread's `wall_pending_ns`, not in the signal, so that it is accounted exactly once.
 pub const WALL_SIGNAL_TAG: u64 = 0x57 << 56;
-const WEIGHT_MASK: u64 = (1 << 56) - 1;
+const TAG_MASK: u64 = 0xff << 56;
 
 /// Wall sampling wanted (cleared at exit, or when the program takes SIGPROF).
 pub static WALL_SAMPLING: AtomicBool = AtomicBool::new(false);
 
-struct Watched {
-    tid: i32,
-    /// The thread's own counters (in its TLS, which lives until it unregisters): captures
-    /// done, and its CPU time at the end of the last capture.
+/// The counters a watched thread shares with the sampler, in its TLS (which lives until it
+/// unregisters, and the registry is only read under its lock).
+#[derive(Clone, Copy)]
+struct Shared {
+    /// Captures done, and the thread's CPU time, pc and sp at the last one.
     captures: &'static AtomicU64,
     capture_cpu_ns: &'static AtomicU64,
     capture_pc: &'static AtomicU64,
     capture_sp: &'static AtomicU64,
-    /// `captures` when the last signal was sent; equal to the current value while that
-    /// signal is still on its way.
-    captures_at_send: Option<u64>,
-    /// Monotonic time up to which its wall time has been accounted.
+    /// Weight handed to the next signal (see `ThreadState::wall_pending_ns`).
+    pending_ns: &'static AtomicU64,
+}
+
+struct Watched {
+    tid: i32,
+    shared: Shared,
+    /// When the last signal was sent, while its weight may still be pending.
+    sent_at: Option<u64>,
+    /// Monotonic time up to which its wall time has been accounted (or handed to a signal).
     accounted_until: u64,
     /// The thread's CPU time when it was last found blocked where it was captured: while its
     /// CPU clock still reads exactly this, it has not run at all, and the /proc check is skipped.
@@ -67,13 +78,14 @@ struct Look {
     capture_cpu_ns: u64,
     capture_pc: u64,
     capture_sp: u64,
-    captures_at_send: Option<u64>,
+    /// Set when the last signal's weight is still waiting for the handler.
+    unhandled_since: Option<u64>,
     accounted_until: u64,
     confirmed_idle_cpu: Option<u64>,
     stack_hi: u64,
 }
 
-static WATCHED: spin::Mutex<Vec<Watched>> = spin::Mutex::new(Vec::new());
+static WATCHED: crate::yield_lock::Lock<Vec<Watched>> = crate::yield_lock::Lock::new(Vec::new());
 /// Where the next round-robin batch starts (only the sampler thread moves it).
 static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
 
@@ -86,34 +98,44 @@ pub fn monotonic_ns() -> u64 {
 
 /// Adds the calling thread (called on the thread itself, at its start).
 pub fn register_current(tid: i32) {
-    let (captures, capture_cpu_ns, capture_pc, capture_sp) = thread::with(|s| {
+    let shared = thread::with(|s| {
+        s.wall_pending_ns.store(0, Ordering::Release);
         // SAFETY: the thread's TLS outlives its registration: it unregisters in its pthread
         // key destructor, before its TLS is freed, and the registry is only read under its lock.
         unsafe {
-            (
-                &*(&s.wall_captures as *const AtomicU64),
-                &*(&s.wall_capture_cpu_ns as *const AtomicU64),
-                &*(&s.wall_capture_pc as *const AtomicU64),
-                &*(&s.wall_capture_sp as *const AtomicU64),
-            )
+            Shared {
+                captures: &*(&s.wall_captures as *const AtomicU64),
+                capture_cpu_ns: &*(&s.wall_capture_cpu_ns as *const AtomicU64),
+                capture_pc: &*(&s.wall_capture_pc as *const AtomicU64),
+                capture_sp: &*(&s.wall_capture_sp as *const AtomicU64),
+                pending_ns: &*(&s.wall_pending_ns as *const AtomicU64),
+            }
         }
     });
-    let entry =
-        Watched { tid, captures, capture_cpu_ns, capture_pc, capture_sp, captures_at_send: None, accounted_until: monotonic_ns(), confirmed_idle_cpu: None, stack_hi: thread::with(|s| s.stack_hi.get() as u64) };
+    let entry = Watched {
+        tid,
+        shared,
+        sent_at: None,
+        accounted_until: monotonic_ns(),
+        confirmed_idle_cpu: None,
+        stack_hi: thread::with(|s| s.stack_hi.get() as u64),
+    };
     let mut watched = WATCHED.lock();
     watched.retain(|w| w.tid != tid);
     watched.push(entry);
 }
 
 /// Removes a thread at its exit, accounting its time since the last look to its last
-/// captured stack (else a thread looked at every few hundred ms would lose its tail).
+/// captured stack (else a thread looked at every few hundred ms would lose its tail),
+/// together with the weight of a signal it will now never handle.
 pub fn unregister(tid: i32) {
     let now = monotonic_ns();
     let tail = {
         let mut watched = WATCHED.lock();
-        // Always accounted, even with a signal outstanding: the thread handles no signal after
-        // this point (it runs this very code), so nothing else will account this time.
-        let tail = watched.iter().find(|w| w.tid == tid).map(|w| now.saturating_sub(w.accounted_until));
+        let tail = watched.iter().find(|w| w.tid == tid).map(|w| {
+            // Taken under the lock, so the sampler cannot hand out a new weight meanwhile.
+            now.saturating_sub(w.accounted_until) + w.shared.pending_ns.swap(0, Ordering::AcqRel)
+        });
         watched.retain(|w| w.tid != tid);
         tail
     };
@@ -146,8 +168,11 @@ pub fn stop_and_account() {
     let pending: Vec<(i32, u64)> = WATCHED
         .lock()
         .iter_mut()
-        .filter(|w| w.captures.load(Ordering::Acquire) > 0)
-        .map(|w| (w.tid, now.saturating_sub(std::mem::replace(&mut w.accounted_until, now))))
+        .filter_map(|w| {
+            let revoked = w.shared.pending_ns.swap(0, Ordering::AcqRel);
+            let elapsed = now.saturating_sub(std::mem::replace(&mut w.accounted_until, now)) + revoked;
+            (w.shared.captures.load(Ordering::Acquire) > 0 || revoked > 0).then_some((w.tid, elapsed))
+        })
         .collect();
     for (tid, elapsed) in pending {
         push_reuse(tid, elapsed, now);
@@ -155,9 +180,11 @@ pub fn stop_and_account() {
 }
 
 /// In a forked child only the calling thread exists: it is watched from now on, and the
-/// sampler thread is started again later (child_threads.rs), if the child lives on.
+/// sampler thread is started again later (child_threads.rs), if the child lives on. A weight
+/// the parent's sampler handed to this thread belongs to the parent's profile.
 pub fn after_fork_in_child(tid: i32) {
     crate::fork_safe::forget_contents(&WATCHED);
+    thread::with(|s| s.wall_pending_ns.store(0, Ordering::Release));
     if WALL_SAMPLING.load(Ordering::Acquire) {
         register_current(tid);
     }
@@ -171,17 +198,19 @@ fn jittered(interval: Duration) -> Duration {
 fn tick() {
     let now = monotonic_ns();
     for look in next_batch() {
-        if look.captures_at_send == Some(look.captures) {
-            // Its last signal is not handled yet: account this time next round. A thread that
-            // keeps SIGPROF blocked never handles it; its time still goes to its last stack.
-            let waited = now.saturating_sub(look.accounted_until);
-            if waited >= UNHANDLED_SIGNAL_NS && update(look.tid, now, look.captures_at_send, None) {
-                push_reuse(look.tid, waited, now);
+        let mut carried = 0;
+        if let Some(sent_at) = look.unhandled_since {
+            if now.saturating_sub(sent_at) < UNHANDLED_SIGNAL_NS {
+                continue; // give the signal time to arrive; account this time next round
             }
-            continue;
+            // Never handled: take the weight back (if the handler has not just taken it).
+            match revoke(look.tid) {
+                Some(weight) => carried = weight,
+                None => continue, // the thread has exited: its exit accounted everything
+            }
         }
         let Some(cpu) = thread_cpu_of(look.tid) else { continue };
-        let elapsed = now.saturating_sub(look.accounted_until);
+        let elapsed = carried + now.saturating_sub(look.accounted_until);
         // Ran since its last capture? Then its stack may have changed: capture it again.
         // Otherwise it is exactly where it was captured (blocked, or waiting for a CPU).
         let unchanged = look.captures > 0 && look.confirmed_idle_cpu == Some(cpu);
@@ -189,15 +218,17 @@ fn tick() {
             && (look.captures == 0
                 || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS
                 || !blocked_at(look.tid).is_some_and(|at| same_place(at, (look.capture_pc, look.capture_sp))));
-        // The registry entry is updated before anything is recorded, so an exit racing with
-        // this look (unregister accounts the thread's tail) never counts the same time twice.
-        if ran && !crate::python::active() && capture_blocked_thread(&look, cpu, elapsed) {
-            update(look.tid, now, None, Some(cpu));
-        } else if ran {
-            if update(look.tid, now, Some(look.captures), None) && !send_wall_signal(look.tid, elapsed) {
-                push_reuse(look.tid, elapsed, now); // the thread is exiting: keep its time
+        // The registry entry is updated before anything is published, and nothing is
+        // published when the thread has unregistered meanwhile (its exit accounted its tail):
+        // the same time is never counted twice, nor lost.
+        if ran && !crate::python::active() && capture_blocked_thread(&look, now, cpu, elapsed) {
+            continue;
+        }
+        if ran {
+            if hand_to_signal(look.tid, now, elapsed) {
+                send_wall_signal(look.tid);
             }
-        } else if update(look.tid, now, None, Some(cpu)) {
+        } else if mark_accounted(look.tid, now, Some(cpu)) {
             push_reuse(look.tid, elapsed, now);
         }
     }
@@ -215,11 +246,11 @@ fn next_batch() -> Vec<Look> {
         .map(|i| &watched[(next + i) % watched.len()])
         .map(|w| Look {
             tid: w.tid,
-            captures: w.captures.load(Ordering::Acquire),
-            capture_cpu_ns: w.capture_cpu_ns.load(Ordering::Acquire),
-            capture_pc: w.capture_pc.load(Ordering::Acquire),
-            capture_sp: w.capture_sp.load(Ordering::Acquire),
-            captures_at_send: w.captures_at_send,
+            captures: w.shared.captures.load(Ordering::Acquire),
+            capture_cpu_ns: w.shared.capture_cpu_ns.load(Ordering::Acquire),
+            capture_pc: w.shared.capture_pc.load(Ordering::Acquire),
+            capture_sp: w.shared.capture_sp.load(Ordering::Acquire),
+            unhandled_since: w.sent_at.filter(|_| w.shared.pending_ns.load(Ordering::Acquire) != 0),
             accounted_until: w.accounted_until,
             confirmed_idle_cpu: w.confirmed_idle_cpu,
             stack_hi: w.stack_hi,
@@ -229,17 +260,45 @@ fn next_batch() -> Vec<Look> {
     batch
 }
 
-/// Records a look; false when the thread has unregistered meanwhile (its exit accounted it).
-fn update(tid: i32, now: u64, sent: Option<u64>, confirmed_idle_cpu: Option<u64>) -> bool {
-    match WATCHED.lock().iter_mut().find(|w| w.tid == tid) {
-        Some(w) => {
-            w.accounted_until = now;
-            w.captures_at_send = sent;
-            w.confirmed_idle_cpu = confirmed_idle_cpu;
-            true
-        }
-        None => false,
-    }
+/// Runs `f` on a thread's registry entry; None when it has unregistered (its exit accounted it).
+fn with_entry<R>(tid: i32, f: impl FnOnce(&mut Watched) -> R) -> Option<R> {
+    WATCHED.lock().iter_mut().find(|w| w.tid == tid).map(f)
+}
+
+/// Takes back the weight of a signal that was never handled (0 if the handler took it).
+fn revoke(tid: i32) -> Option<u64> {
+    with_entry(tid, |w| {
+        w.sent_at = None;
+        w.shared.pending_ns.swap(0, Ordering::AcqRel)
+    })
+}
+
+/// Records a look that accounted the time up to `now` itself.
+fn mark_accounted(tid: i32, now: u64, confirmed_idle_cpu: Option<u64>) -> bool {
+    with_entry(tid, |w| {
+        w.accounted_until = now;
+        w.sent_at = None;
+        w.confirmed_idle_cpu = confirmed_idle_cpu;
+    })
+    .is_some()
+}
+
+/// Hands `elapsed` to the thread's next signal handler. Under the registry lock, so the
+/// thread's TLS is alive and its exit (which takes the weight back) cannot interleave.
+fn hand_to_signal(tid: i32, now: u64, elapsed: u64) -> bool {
+    with_entry(tid, |w| {
+        w.accounted_until = now;
+        w.sent_at = Some(now);
+        w.confirmed_idle_cpu = None;
+        w.shared.pending_ns.fetch_add(elapsed, Ordering::AcqRel);
+    })
+    .is_some()
+}
+
+/// Called by the signal handler (async-signal-safe: atomics only): the wall time handed to
+/// this thread, now taken by it, or 0.
+pub fn take_pending() -> u64 {
+    thread::with(|s| s.wall_pending_ns.swap(0, Ordering::AcqRel))
 }
 
 /// Called by the signal handler after a wall capture (async-signal-safe: atomics only).
@@ -262,7 +321,7 @@ const REMOTE_STACK_BYTES: u64 = 64 * 1024;
 /// fault), check it is still blocked at the same place, and unwind the copy. Native frames only,
 /// which is why Python processes are still signalled (CPython retries EINTR everywhere).
 /// Returns false when the thread is not blocked in a system call (then it is signalled).
-fn capture_blocked_thread(look: &Look, cpu: u64, elapsed: u64) -> bool {
+fn capture_blocked_thread(look: &Look, now: u64, cpu: u64, elapsed: u64) -> bool {
     let Some(at) = blocked_in_syscall(look.tid) else { return false };
     let (pc, sp) = at;
     let top = if look.stack_hi > sp { look.stack_hi.min(sp + REMOTE_STACK_BYTES) } else { sp + 64 * 1024 };
@@ -274,19 +333,26 @@ fn capture_blocked_thread(look: &Look, cpu: u64, elapsed: u64) -> bool {
     let mut n = 0usize;
     let regs = super::unwind::Registers { pc, sp, bp: 0 };
     super::unwind::capture_from_copy(regs, sp, &copy, &mut slot.appender(&mut n, usize::MAX));
-    slot.commit(captured_header(look.tid, elapsed, n), n);
-    record_remote_capture(look.tid, pc, sp, cpu);
+    if record_remote_capture(look.tid, now, pc, sp, cpu) {
+        slot.commit(captured_header(look.tid, elapsed, n), n);
+    }
+    // Else the thread exited meanwhile and accounted this time itself; the slot is freed.
     true
 }
 
-/// Publishes a capture made from the sampler thread as if the thread had made it.
-fn record_remote_capture(tid: i32, pc: u64, sp: u64, cpu: u64) {
-    if let Some(w) = WATCHED.lock().iter().find(|w| w.tid == tid) {
-        w.capture_pc.store(pc, Ordering::Release);
-        w.capture_sp.store(sp, Ordering::Release);
-        w.capture_cpu_ns.store(cpu, Ordering::Release);
-        w.captures.fetch_add(1, Ordering::AcqRel);
-    }
+/// Publishes a capture made from the sampler thread as if the thread had made it, and marks
+/// its time accounted up to `now`. False when the thread has unregistered meanwhile.
+fn record_remote_capture(tid: i32, now: u64, pc: u64, sp: u64, cpu: u64) -> bool {
+    with_entry(tid, |w| {
+        w.shared.capture_pc.store(pc, Ordering::Release);
+        w.shared.capture_sp.store(sp, Ordering::Release);
+        w.shared.capture_cpu_ns.store(cpu, Ordering::Release);
+        w.shared.captures.fetch_add(1, Ordering::AcqRel);
+        w.accounted_until = now;
+        w.sent_at = None;
+        w.confirmed_idle_cpu = Some(cpu);
+    })
+    .is_some()
 }
 
 /// `len` bytes of this process's memory at `addr`, or None if any of it is unmapped.
@@ -363,7 +429,10 @@ struct QueuedSigInfo {
     _rest: [u64; 12],
 }
 
-fn send_wall_signal(tid: i32, weight_ns: u64) -> bool {
+/// Sends the wall signal; its weight is already in the thread's `wall_pending_ns`. When the
+/// send fails (the thread is exiting, or the signal queue is full) the weight stays there:
+/// the thread's exit, or a later look, accounts it.
+fn send_wall_signal(tid: i32) {
     // SAFETY: getpid/getuid have no preconditions.
     let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
     let info = QueuedSigInfo {
@@ -373,17 +442,16 @@ fn send_wall_signal(tid: i32, weight_ns: u64) -> bool {
         _pad: 0,
         pid,
         uid,
-        value: WALL_SIGNAL_TAG | (weight_ns & WEIGHT_MASK),
+        value: WALL_SIGNAL_TAG,
         _rest: [0; 12],
     };
     // SAFETY: info is a fully initialised 128-byte siginfo; the kernel copies it.
-    let rc = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, super::signal::CPU_SIGNAL, &info) };
-    rc == 0
+    unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, super::signal::CPU_SIGNAL, &info) };
 }
 
-/// The signal payload, if this is a wall signal: its weight in ns.
-pub fn wall_weight(code: i32, value: u64) -> Option<u64> {
-    (code == libc::SI_QUEUE && value & !WEIGHT_MASK == WALL_SIGNAL_TAG).then_some(value & WEIGHT_MASK)
+/// Whether a SIGPROF is the wall sampler's (then it is not a CPU sample).
+pub fn is_wall_signal(code: i32, value: u64) -> bool {
+    code == libc::SI_QUEUE && value & TAG_MASK == WALL_SIGNAL_TAG
 }
 
 /// "This thread did not run: its time goes to the stack captured last time."
