@@ -661,6 +661,36 @@ fn python_allocations(py: &Python) {
     }
 }
 
+/// final_burst() allocates in the script's last milliseconds; finalization frees its code
+/// object right after. Its samples are still named: the library drains before finalization.
+fn last_moment_allocations(py: &Python) {
+    let path = script("last_moment.py");
+    let out = run_python(
+        py,
+        &[path.to_str().unwrap(), "200"],
+        &[
+            ("DD_PROFILING_MEMORY_ENABLED", "true"),
+            ("DD_PROFILING_HEAP_SAMPLE_SIZE", "32768"),
+            ("DD_PROFILING_CPU_ENABLED", "false"),
+        ],
+    );
+    out.assert_success();
+    let all = samples(&out);
+    let truth: f64 = out.value("burst_bytes");
+    let seen: i64 = all
+        .iter()
+        .filter(|s| s.python_leaf().is_some_and(|f| f.function == "final_burst"))
+        .map(|s| s.value("alloc-space"))
+        .sum();
+    let ratio = seen as f64 / truth;
+    eprintln!("3.{}: final_burst: alloc-space {seen} vs {truth} allocated ({ratio:.3})", py.minor);
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "final_burst: alloc-space {seen} vs {truth} bytes allocated just before finalization\n{}",
+        show(&all, "alloc-space", 6)
+    );
+}
+
 /// A `threading.Thread` named napper-7 sleeping in nap(): its wall time is under nap() and
 /// carries the thread's Python name.
 fn named_thread_wall(py: &Python) {
@@ -735,6 +765,10 @@ macro_rules! for_each_python {
             #[test]
             fn small_and_large_python_allocations_are_estimated() {
                 with_python($which, python_allocations);
+            }
+            #[test]
+            fn allocations_just_before_finalization_keep_their_python_frames() {
+                with_python($which, last_moment_allocations);
             }
             #[test]
             fn a_named_thread_sleeping_shows_in_wall_time_under_its_name() {

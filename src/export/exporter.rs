@@ -24,6 +24,9 @@ const BUSY_DRAIN_INTERVAL: Duration = Duration::from_millis(5);
 struct Control {
     final_requested: bool,
     final_done: bool,
+    /// Drains asked for by `drain_now`, and the last one done.
+    drains_requested: u64,
+    drains_done: u64,
 }
 
 /// Shared between the exporter thread and whoever asks for the final export. Replaced (the
@@ -104,6 +107,31 @@ pub fn final_flush(timeout: Duration) {
     }
 }
 
+/// Has the exporter drain the ring now and waits for it, at most `timeout`: whatever was
+/// recorded before the call is then aggregated (and its Python frames named). For the
+/// interpreter's finalization (python/exit_drain.rs).
+pub fn drain_now(timeout: Duration) {
+    let Some(shared) = shared() else { return };
+    let Ok(mut control) = shared.control.lock() else { return };
+    if control.final_requested {
+        return;
+    }
+    control.drains_requested += 1;
+    let wanted = control.drains_requested;
+    crate::collect::wake_exporter();
+    let deadline = Instant::now() + timeout;
+    while control.drains_done < wanted && !control.final_done {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        control = match shared.wake.wait_timeout(control, left) {
+            Ok((guard, _)) => guard,
+            Err(_) => return,
+        };
+    }
+}
+
 struct Exporter {
     config: Arc<Config>,
     aggregator: Aggregator,
@@ -136,7 +164,14 @@ impl Exporter {
                 crate::python::refresh();
                 next_refresh = Instant::now() + DRAIN_INTERVAL;
             }
+            let asked = drains_asked(shared);
             busy = self.drain() >= crate::collect::BUSY_DRAIN_RECORDS;
+            if asked > 0 {
+                if let Ok(mut control) = shared.control.lock() {
+                    control.drains_done = control.drains_done.max(asked);
+                }
+                shared.wake.notify_all();
+            }
             if final_requested || Instant::now() >= next_export {
                 self.export();
                 next_export = Instant::now() + self.config.upload_period;
@@ -253,6 +288,11 @@ fn wait(shared: &Shared, interval: Duration) -> bool {
     }
     crate::collect::wait_for_work(interval);
     final_requested(shared)
+}
+
+/// The drains asked for so far, when some are not done yet (else 0).
+fn drains_asked(shared: &Shared) -> u64 {
+    shared.control.lock().map(|c| if c.drains_requested > c.drains_done { c.drains_requested } else { 0 }).unwrap_or(0)
 }
 
 fn final_requested(shared: &Shared) -> bool {

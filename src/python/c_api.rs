@@ -55,6 +55,31 @@ pub struct Api {
     /// used only on 3.8, to fill its pending-call queue under the queue's own lock.
     pub thread_acquire_lock: Option<unsafe extern "C" fn(*mut c_void, c_int) -> c_int>,
     pub thread_release_lock: Option<unsafe extern "C" fn(*mut c_void)>,
+    /// What registering a Python `atexit` callback takes (`exit_drain.rs`); absent ones only
+    /// disable that.
+    pub exit_hook: Option<ExitHookApi>,
+}
+
+/// `PyMethodDef` (methodobject.h): unchanged from 3.0 to 3.13.
+#[repr(C)]
+pub struct MethodDef {
+    pub name: *const c_char,
+    pub function: unsafe extern "C" fn(Object, Object) -> Object,
+    pub flags: c_int,
+    pub doc: *const c_char,
+}
+
+/// `METH_NOARGS`: the function takes (self, NULL).
+pub const METH_NOARGS: c_int = 0x0004;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ExitHookApi {
+    pub import_module: unsafe extern "C" fn(*const c_char) -> Object,
+    pub cfunction_new_ex: unsafe extern "C" fn(*const MethodDef, Object, Object) -> Object,
+    pub call_function_obj_args: unsafe extern "C" fn(Object, ...) -> Object,
+    pub inc_ref: unsafe extern "C" fn(Object),
+    /// `&_Py_NoneStruct`.
+    pub none: Object,
 }
 
 impl Api {
@@ -106,6 +131,33 @@ impl Api {
                 0 => None,
                 a => Some(unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(a as usize) }),
             },
+            exit_hook: ExitHookApi::resolve(symbol),
         })
+    }
+}
+
+impl ExitHookApi {
+    fn resolve(symbol: &dyn Fn(&CStr) -> u64) -> Option<ExitHookApi> {
+        let all = [
+            symbol(c"PyImport_ImportModule"),
+            symbol(c"PyCFunction_NewEx"),
+            symbol(c"PyObject_CallFunctionObjArgs"),
+            symbol(c"Py_IncRef"),
+            symbol(c"_Py_NoneStruct"),
+        ];
+        if all.contains(&0) {
+            return None;
+        }
+        // SAFETY: each symbol is the C API function (or, for `_Py_NoneStruct`, the object) of
+        // that name in this interpreter, with the field's signature in 3.8–3.13.
+        unsafe {
+            Some(ExitHookApi {
+                import_module: std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char) -> Object>(all[0] as usize),
+                cfunction_new_ex: std::mem::transmute::<usize, unsafe extern "C" fn(*const MethodDef, Object, Object) -> Object>(all[1] as usize),
+                call_function_obj_args: std::mem::transmute::<usize, unsafe extern "C" fn(Object, ...) -> Object>(all[2] as usize),
+                inc_ref: std::mem::transmute::<usize, unsafe extern "C" fn(Object)>(all[3] as usize),
+                none: all[4] as Object,
+            })
+        }
     }
 }

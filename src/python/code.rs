@@ -7,8 +7,10 @@
 //! table pointers, first line) once it is older than `RECHECK`, so an address reused by
 //! another code object is noticed; an entry whose object has just become unreadable is still
 //! used for a short while (`STILL_TRUSTED`), for the samples drained after the interpreter
-//! has finalized. Code that ran only in the last drain interval before finalization cannot
-//! be named (its frames are dropped).
+//! has finalized. Finalization itself waits for one last drain (`exit_drain.rs`), so the
+//! code a program ran just before it ends is named too. A code object freed within one drain
+//! interval of its samples (a module's top-level code, run once at import) cannot be named:
+//! its frames are dropped and counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;

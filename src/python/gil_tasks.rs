@@ -1,5 +1,6 @@
 //! Work that must run inside the interpreter, under its GIL: installing the Python allocator
-//! hook (`allocator.rs`) and reading `threading` thread names (`thread_names.rs`).
+//! hook (`allocator.rs`), reading `threading` thread names (`thread_names.rs`) and registering
+//! the drain before finalization (`exit_drain.rs`).
 //!
 //! The exporter thread never takes the GIL (a foreign thread that does becomes a Python
 //! thread, can wait behind a long C call, and is killed if the interpreter is finalizing).
@@ -21,6 +22,7 @@ use super::memory;
 
 pub const INSTALL_ALLOCATOR: u8 = 1;
 pub const READ_THREAD_NAMES: u8 = 2;
+pub const REGISTER_EXIT_DRAIN: u8 = 4;
 
 /// Tasks asked for and not yet run.
 static REQUESTED: AtomicU8 = AtomicU8::new(0);
@@ -216,6 +218,9 @@ extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
         }
         if tasks & READ_THREAD_NAMES != 0 {
             super::thread_names::read(&api);
+        }
+        if tasks & REGISTER_EXIT_DRAIN != 0 {
+            super::exit_drain::register(&api);
         }
     });
     // SAFETY: GIL held; clears what our calls may have raised, then restores what was there

@@ -31,6 +31,7 @@ mod allocator;
 mod c_api;
 mod code;
 mod discover;
+mod exit_drain;
 mod gil_tasks;
 mod layout;
 mod layout_table;
@@ -145,6 +146,9 @@ fn request_gil_tasks(t: &Target) {
     }
     if thread_names::read_due() {
         tasks |= gil_tasks::READ_THREAD_NAMES;
+    }
+    if exit_drain::wanted(api) {
+        tasks |= gil_tasks::REGISTER_EXIT_DRAIN;
     }
     if tasks != 0 {
         gil_tasks::request(t, api, tasks);

@@ -1,0 +1,82 @@
+//! The last drain before the interpreter frees its code objects.
+//!
+//! Python frames are recorded as code-object addresses and named on the cold side, when the
+//! exporter drains the ring (every 100 ms). Finalization frees every code object and returns
+//! pymalloc's arenas to the system, so the samples of the program's last moments — all of a
+//! short script's final function, say — would be drained at exit when nothing can name them
+//! any more (seen: a script's last 50 ms lost their innermost Python frame). So a Python
+//! `atexit` callback, registered from a GIL task, has the exporter drain everything recorded
+//! so far and waits for it (bounded). `atexit` callbacks run at the start of
+//! `Py_FinalizeEx`, after non-daemon threads are joined and before modules are torn down,
+//! while every code object the program ran is still alive. A process that leaves through
+//! `os._exit` frees nothing: its final export names its frames as it is.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::c_api::{Api, MethodDef, Object, METH_NOARGS};
+
+/// The callback's own wait for the exporter; the program's exit waits this long at most.
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+
+static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// The method definition CPython keeps a pointer to for the life of the function object.
+struct StaticMethodDef(MethodDef);
+// SAFETY: immutable after construction; its pointers are to static strings and a function.
+unsafe impl Sync for StaticMethodDef {}
+
+static DRAIN_METHOD: StaticMethodDef = StaticMethodDef(MethodDef {
+    name: c"ddprof_drain_before_finalization".as_ptr(),
+    function: drain_before_finalization,
+    flags: METH_NOARGS,
+    doc: std::ptr::null(),
+});
+
+/// Cold side: whether the callback still needs registering (once per interpreter).
+pub fn wanted(api: &Api) -> bool {
+    api.exit_hook.is_some() && !REGISTERED.load(Ordering::Acquire)
+}
+
+/// Under the GIL (from `gil_tasks`): `atexit.register(ddprof_drain_before_finalization)`.
+/// Errors are left for `gil_tasks` to clear; it is tried once.
+pub fn register(api: &Api) {
+    let Some(h) = api.exit_hook else { return };
+    if REGISTERED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: GIL held (gil_tasks runs us as a pending call); every object returned is a new
+    // reference, released with Py_DecRef; NULL results are checked before use; the method
+    // definition is static, as CPython requires.
+    unsafe {
+        let atexit = (h.import_module)(c"atexit".as_ptr());
+        if atexit.is_null() {
+            return crate::log_debug!("Python: cannot import atexit; samples of the last 100 ms before finalization may lose Python frames");
+        }
+        let register = (api.object_get_attr_string)(atexit, c"register".as_ptr());
+        let function = (h.cfunction_new_ex)(&DRAIN_METHOD.0, std::ptr::null_mut(), std::ptr::null_mut());
+        if !register.is_null() && !function.is_null() {
+            let result = (h.call_function_obj_args)(register, function, std::ptr::null_mut::<libc::c_void>());
+            if !result.is_null() {
+                (api.dec_ref)(result);
+                crate::log_debug!("Python: atexit drain registered");
+            }
+        }
+        for object in [function, register, atexit] {
+            if !object.is_null() {
+                (api.dec_ref)(object);
+            }
+        }
+    }
+}
+
+/// The atexit callback (main thread, GIL held): drain now, while code objects live.
+unsafe extern "C" fn drain_before_finalization(_module: Object, _unused: Object) -> Object {
+    let _ = std::panic::catch_unwind(|| crate::export::exporter::drain_now(DRAIN_WAIT));
+    let Some(h) = super::target().and_then(|t| t.api).and_then(|a| a.exit_hook) else {
+        return std::ptr::null_mut(); // unreachable: we were registered through this API
+    };
+    // SAFETY: returning a new reference to None, as a METH_NOARGS function must.
+    unsafe { (h.inc_ref)(h.none) };
+    h.none
+}
