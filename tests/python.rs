@@ -624,6 +624,13 @@ int main(int argc, char **argv) {
     );
 }
 
+/// Allocation profiling alone, one sample every 32 KiB on average.
+const ALLOCATIONS_ONLY: &[(&str, &str)] = &[
+    ("DD_PROFILING_MEMORY_ENABLED", "true"),
+    ("DD_PROFILING_HEAP_SAMPLE_SIZE", "32768"),
+    ("DD_PROFILING_CPU_ENABLED", "false"),
+];
+
 /// small_tuples() allocates only pymalloc blocks (tuples of 2), big_bytearrays() only malloc
 /// blocks of 1 MiB: both are estimated within 20 % of what the script counted.
 fn python_allocations(py: &Python) {
@@ -631,11 +638,7 @@ fn python_allocations(py: &Python) {
     let out = run_python(
         py,
         &[path.to_str().unwrap(), "30"],
-        &[
-            ("DD_PROFILING_MEMORY_ENABLED", "true"),
-            ("DD_PROFILING_HEAP_SAMPLE_SIZE", "32768"),
-            ("DD_PROFILING_CPU_ENABLED", "false"),
-        ],
+        ALLOCATIONS_ONLY,
     );
     out.assert_success();
     let all = samples(&out);
@@ -668,11 +671,7 @@ fn last_moment_allocations(py: &Python) {
     let out = run_python(
         py,
         &[path.to_str().unwrap(), "200"],
-        &[
-            ("DD_PROFILING_MEMORY_ENABLED", "true"),
-            ("DD_PROFILING_HEAP_SAMPLE_SIZE", "32768"),
-            ("DD_PROFILING_CPU_ENABLED", "false"),
-        ],
+        ALLOCATIONS_ONLY,
     );
     out.assert_success();
     let all = samples(&out);

@@ -90,37 +90,38 @@ pub fn export_inline(config: Arc<Config>) {
 
 /// Asks the exporter for a last export and waits for it, at most `timeout`.
 pub fn final_flush(timeout: Duration) {
-    let Some(shared) = shared() else { return };
-    let Ok(mut control) = shared.control.lock() else { return };
-    control.final_requested = true;
-    crate::collect::wake_exporter();
-    let deadline = Instant::now() + timeout;
-    while !control.final_done {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        control = match shared.wake.wait_timeout(control, left) {
-            Ok((guard, _)) => guard,
-            Err(_) => return,
-        };
-    }
+    ask_and_wait(timeout, |control| {
+        control.final_requested = true;
+        Some(Box::new(|c: &Control| c.final_done))
+    });
 }
 
 /// Has the exporter drain the ring now and waits for it, at most `timeout`: whatever was
 /// recorded before the call is then aggregated (and its Python frames named). For the
 /// interpreter's finalization (python/exit_drain.rs).
 pub fn drain_now(timeout: Duration) {
+    ask_and_wait(timeout, |control| {
+        if control.final_requested {
+            return None;
+        }
+        control.drains_requested += 1;
+        let wanted = control.drains_requested;
+        Some(Box::new(move |c: &Control| c.drains_done >= wanted || c.final_done))
+    });
+}
+
+/// A test of the exporter's progress.
+type Done = Box<dyn Fn(&Control) -> bool>;
+
+/// Under the control lock, `ask` records a request (None: nothing to ask); then the exporter
+/// is woken and the caller waits until the returned test holds, at most `timeout`.
+fn ask_and_wait(timeout: Duration, ask: impl FnOnce(&mut Control) -> Option<Done>) {
     let Some(shared) = shared() else { return };
     let Ok(mut control) = shared.control.lock() else { return };
-    if control.final_requested {
-        return;
-    }
-    control.drains_requested += 1;
-    let wanted = control.drains_requested;
+    let Some(done) = ask(&mut control) else { return };
     crate::collect::wake_exporter();
     let deadline = Instant::now() + timeout;
-    while control.drains_done < wanted && !control.final_done {
+    while !done(&control) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
