@@ -19,6 +19,13 @@ if ! ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && com
         || echo "test-env.sh: could not install libjemalloc2; the jemalloc test will be skipped" >&2
 fi
 
+# libc's separate debug info (Debian's libc6-dbg), for the test that names libc's internal
+# functions from its symbol table; skipped with a message when it cannot be installed.
+if [ ! -d /usr/lib/debug/.build-id ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq libc6-dbg >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libc6-dbg >/dev/null 2>&1; }) \
+        || echo "test-env.sh: could not install libc6-dbg; the libc debug-file test will be skipped" >&2
+fi
+
 if [ -x "$venv/bin/ddapm-test-agent" ] && [ -x "$venv/bin/python" ]; then
     echo "$venv"
     exit 0

@@ -231,3 +231,38 @@ fn a_library_loaded_with_dlopen_is_unwound() {
         out.describe()
     );
 }
+
+/// The path of libc's separate debug file (Debian's libc6-dbg), if installed.
+fn libc_debug_file() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("readelf").args(["-n", "/lib/x86_64-linux-gnu/libc.so.6"]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text.lines().find_map(|l| l.trim().strip_prefix("Build ID: "))?.trim().to_string();
+    let path = std::path::PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]));
+    path.exists().then_some(path)
+}
+
+/// qsort's sorting loop is libc's static `msort_with_tmp`, absent from libc's dynamic symbols:
+/// it is named from the symbol table of libc's separate debug file, by default without its
+/// DWARF, and also with `DD_PROFILING_SEPARATE_DEBUG_INFO=full`.
+#[test]
+fn libc_internals_are_named_from_its_separate_debug_file() {
+    let Some(debug_file) = libc_debug_file() else {
+        eprintln!("skipped: libc's separate debug file is not installed (apt-get install libc6-dbg)");
+        return;
+    };
+    for mode in ["symbols", "full"] {
+        let out = common::run(common::program("cpu_qsort.c")).env("DD_PROFILING_SEPARATE_DEBUG_INFO", mode).go();
+        out.assert_success();
+        let m = out.merged();
+        let named = m.fraction("cpu-samples", |s| s.has_function("msort_with_tmp"));
+        let ours = m.fraction("cpu-samples", |s| s.has_function("compare"));
+        assert!(
+            named >= 0.5 && ours >= 0.05,
+            "{mode}: msort_with_tmp in {:.0}% and compare in {:.0}% of the samples ({} installed)\n{}",
+            100.0 * named,
+            100.0 * ours,
+            debug_file.display(),
+            out.describe()
+        );
+    }
+}

@@ -216,7 +216,10 @@ impl Exporter {
             mappings: &mappings,
             comments: &self.comments(),
         };
-        let profile = crate::profile::symbolize::with_shared(|symbolizer| encode_period(&period, &options, symbolizer));
+        let profile = crate::profile::symbolize::with_shared(|symbolizer| {
+            symbolizer.set_separate_debug_info(self.config.separate_debug_info);
+            encode_period(&period, &options, symbolizer)
+        });
         let bytes = encode_gzip(&profile);
         let size = bytes.len();
         self.seq += 1;

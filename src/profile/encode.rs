@@ -67,7 +67,7 @@ fn build_locations(
     words.sort_unstable();
     words.dedup();
     let (python, addresses): (Vec<u64>, Vec<u64>) = words.into_iter().partition(|w| w & PYTHON_FRAME_TAG != 0);
-    let symbols = symbolizer.resolve(&addresses);
+    let symbols = symbolizer.resolve(&addresses, mappings);
     let mut mapping_ids: HashMap<usize, u64> = HashMap::new();
     let mut locations = HashMap::with_capacity(addresses.len());
     for (&address, symbolized) in addresses.iter().zip(symbols.iter()) {

@@ -3,6 +3,7 @@ pub mod pprof;
 pub mod builder;
 pub mod gzip_stored;
 pub mod symbolize;
+pub mod debug_file;
 pub mod aggregate;
 pub mod encode;
 pub mod heap;

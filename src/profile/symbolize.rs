@@ -1,18 +1,24 @@
 //! Cold-side symbolization of code addresses of the current process, with a per-address cache.
 //!
-//! Backed by `blazesym`: process maps → ELF file → DWARF (following debuglink / build-id into
-//! `/usr/lib/debug`) when present, ELF symbol tables otherwise. Inlined functions and file:line
-//! are reported when debug info has them; names are demangled.
+//! Backed by `blazesym`: process maps → ELF file → DWARF when the file has it, ELF symbol
+//! tables otherwise. A library whose debug info lives in a separate file (`/usr/lib/debug`) is
+//! named from that file's symbol table (see debug_file.rs), or, with
+//! `DD_PROFILING_SEPARATE_DEBUG_INFO=full`, from its DWARF too (blazesym follows debuglink and
+//! build id). Inlined functions and file:line are reported when DWARF has them; names are
+//! demangled.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blazesym::symbolize::source::{Process, Source};
+use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{
     CodeInfo, Input, Symbolized as BzSymbolized, Symbolizer as BzSymbolizer,
 };
 use blazesym::Pid;
+
+use crate::config::SeparateDebugInfo;
+use crate::sample::unwind::Mapping;
 
 /// One (possibly inlined) function at an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +47,10 @@ pub struct Symbolizer {
     inner: Option<BzSymbolizer>,
     cache: HashMap<u64, Arc<Symbolized>>,
     unknown: Arc<Symbolized>,
+    separate_debug_info: SeparateDebugInfo,
+    /// Per module path: the separate debug file whose symbol table names it (None: blazesym's
+    /// own lookup through the process's maps).
+    symbol_files: HashMap<String, Option<PathBuf>>,
 }
 
 // SAFETY: blazesym's `Symbolizer` is `!Send` only because it keeps `Rc`/`RefCell` handles to its
@@ -62,13 +72,24 @@ impl Symbolizer {
             inner: None,
             cache: HashMap::new(),
             unknown: Arc::new(Symbolized::default()),
+            separate_debug_info: SeparateDebugInfo::Symbols,
+            symbol_files: HashMap::new(),
+        }
+    }
+
+    pub fn set_separate_debug_info(&mut self, mode: SeparateDebugInfo) {
+        if mode != self.separate_debug_info {
+            self.separate_debug_info = mode;
+            self.symbol_files.clear();
+            self.clear();
         }
     }
 
     /// Resolves code addresses of this process (pid = getpid() now), in the order given.
-    /// Cached addresses are not looked up again; the others go to blazesym in one batch.
-    /// Unknown addresses give empty `frames`.
-    pub fn resolve(&mut self, addrs: &[u64]) -> Vec<Arc<Symbolized>> {
+    /// Cached addresses are not looked up again; the others go to blazesym, one batch for the
+    /// addresses of each library named from a separate debug file's symbol table (found
+    /// through `mappings`) and one for the rest. Unknown addresses give empty `frames`.
+    pub fn resolve(&mut self, addrs: &[u64], mappings: &[Mapping]) -> Vec<Arc<Symbolized>> {
         let mut todo: Vec<u64> = addrs
             .iter()
             .copied()
@@ -83,10 +104,17 @@ impl Symbolizer {
                 todo.sort_unstable();
                 todo.dedup();
             }
+            let by_symbol_file = self.split_by_symbol_file(&mut todo, mappings);
             let bz = self.inner.get_or_insert_with(new_blazesym);
+            // SAFETY: getpid has no preconditions.
             let pid = Pid::from(unsafe { libc::getpid() } as u32);
             let mut out: Vec<(u64, Option<Symbolized>)> = Vec::with_capacity(todo.len());
-            lookup(bz, pid, &todo, &mut out);
+            for (file, (addrs, bias)) in by_symbol_file {
+                lookup_in_symbol_table(bz, &file, &addrs, bias, &mut out);
+            }
+            if !todo.is_empty() {
+                lookup(bz, pid, &todo, &mut out);
+            }
             for (addr, sym) in out {
                 let v = match sym {
                     Some(s) if !s.frames.is_empty() => Arc::new(s),
@@ -106,6 +134,30 @@ impl Symbolizer {
                     .unwrap_or_else(|| self.unknown.clone())
             })
             .collect()
+    }
+
+    /// Moves out of `todo` the addresses of libraries to be named from a separate debug file's
+    /// symbol table, grouped by that file, with the library's load bias.
+    fn split_by_symbol_file(&mut self, todo: &mut Vec<u64>, mappings: &[Mapping]) -> HashMap<PathBuf, (Vec<u64>, u64)> {
+        let mut groups: HashMap<PathBuf, (Vec<u64>, u64)> = HashMap::new();
+        if self.separate_debug_info == SeparateDebugInfo::Full {
+            return groups;
+        }
+        todo.retain(|&addr| {
+            let Some(m) = mappings.iter().find(|m| m.text_avma.contains(&addr)) else { return true };
+            let file = self
+                .symbol_files
+                .entry(m.path.clone())
+                .or_insert_with(|| super::debug_file::symbols_file(&m.path, &m.build_id));
+            match file {
+                Some(file) => {
+                    groups.entry(file.clone()).or_insert_with(|| (Vec::new(), m.bias)).0.push(addr);
+                    false
+                }
+                None => true,
+            }
+        });
+        groups
     }
 
     /// Forgets every cached address (after dlclose, or in a forked child). Parsed debug info of
@@ -166,6 +218,20 @@ fn lookup(bz: &BzSymbolizer, pid: Pid, addrs: &[u64], out: &mut Vec<(u64, Option
             }
             Err(_) => out.extend(group.iter().map(|&a| (a, Some(Symbolized::default())))),
         }
+    }
+}
+
+/// Names `addrs` (absolute, of a library loaded with `bias`) from the symbol table of its
+/// separate debug `file`, which states the library's own (virtual) addresses. A failure leaves
+/// them unknown for now (not cached).
+fn lookup_in_symbol_table(bz: &BzSymbolizer, file: &Path, addrs: &[u64], bias: u64, out: &mut Vec<(u64, Option<Symbolized>)>) {
+    let mut elf = Elf::new(file);
+    elf.debug_syms = false;
+    let src = Source::Elf(elf);
+    let offsets: Vec<u64> = addrs.iter().map(|a| a.wrapping_sub(bias)).collect();
+    match bz.symbolize(&src, Input::VirtOffset(&offsets)) {
+        Ok(results) => out.extend(addrs.iter().zip(results).map(|(&addr, r)| (addr, Some(convert(&r))))),
+        Err(_) => out.extend(addrs.iter().map(|&a| (a, None))),
     }
 }
 
@@ -281,7 +347,7 @@ mod tests {
         let getpid = libc::getpid as *const () as usize as u64 + 1;
         let mut s = Symbolizer::new();
         let t = Instant::now();
-        let r = s.resolve(&[own, getpid, 0x10, own]);
+        let r = s.resolve(&[own, getpid, 0x10, own], &[]);
         let first = t.elapsed();
         assert_eq!(r.len(), 4);
 
@@ -298,7 +364,7 @@ mod tests {
         assert!(r[2].frames.is_empty(), "{:?}", r[2]);
 
         let t = Instant::now();
-        let r2 = s.resolve(&[own, getpid, 0x10]);
+        let r2 = s.resolve(&[own, getpid, 0x10], &[]);
         let cached = t.elapsed();
         assert!(Arc::ptr_eq(&r[0], &r2[0]));
         assert_eq!(s.cached(), 3);
@@ -306,7 +372,7 @@ mod tests {
 
         s.clear();
         assert_eq!(s.cached(), 0);
-        let r3 = s.resolve(&[own]);
+        let r3 = s.resolve(&[own], &[]);
         assert_eq!(r3[0].frames, r[0].frames);
     }
 
@@ -347,7 +413,7 @@ mod tests {
         let mut s = Symbolizer::new();
         let own = known_target_function as *const () as usize as u64;
         std::thread::spawn(move || {
-            let r = s.resolve(&[own]);
+            let r = s.resolve(&[own], &[]);
             assert!(!r[0].frames.is_empty());
         })
         .join()
@@ -382,10 +448,10 @@ mod tests {
         }
         let mut s = Symbolizer::new();
         let t = Instant::now();
-        let r = s.resolve(&addrs);
+        let r = s.resolve(&addrs, &[]);
         let first = t.elapsed();
         let t = Instant::now();
-        let _ = s.resolve(&addrs);
+        let _ = s.resolve(&addrs, &[]);
         let cached = t.elapsed();
         let known = r.iter().filter(|x| !x.frames.is_empty()).count();
         eprintln!(

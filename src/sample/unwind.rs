@@ -35,6 +35,8 @@ pub struct Registers {
 #[derive(Clone, Debug)]
 pub struct Mapping {
     pub path: String,
+    /// Load bias: actual address minus the address stated in the ELF file.
+    pub bias: u64,
     pub text_avma: Range<u64>,
     pub text_file_offset: u64,
     pub build_id: String,
@@ -220,6 +222,7 @@ impl ModuleTracker {
         if !known {
             self.all_mappings.push(Mapping {
                 path: info.path.clone(),
+                bias: info.bias,
                 text_avma: info.text_avma.clone(),
                 text_file_offset: info.text_file_offset,
                 build_id: info.build_id.clone(),

@@ -1,0 +1,160 @@
+//! Cold side: a library's separate debug file, for its symbol table.
+//!
+//! Distributions strip their libraries and ship the debug info apart (Debian's `libc6-dbg`:
+//! `/usr/lib/debug/.build-id/xx/yyyy.debug`, found by GNU build id or `.gnu_debuglink`).
+//! Its DWARF sections are zlib-compressed as single streams: naming one libc address from them
+//! means inflating ~10 MiB (~20 ms, measured with callgrind and perf on the 2-core dev VM),
+//! which a short process pays at exit and every later fork copies. Its `.symtab` has every
+//! function's name and size uncompressed, enough for function names (~0.4 ms). So by
+//! default such a library is symbolized from the debug file's symbol table alone
+//! (`DD_PROFILING_SEPARATE_DEBUG_INFO=symbols`); `full` keeps blazesym's DWARF lookup.
+//! Files with DWARF of their own (the program's code, pyenv's libpython) are not affected.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const DEBUG_ROOT: &str = "/usr/lib/debug";
+const SHT_NOBITS: u32 = 8;
+
+/// The separate debug file whose symbol table should name `path`'s code, if `path` has no
+/// DWARF of its own and a matching debug file with a symbol table exists.
+pub fn symbols_file(path: &str, build_id: &str) -> Option<PathBuf> {
+    let sections = Sections::read(Path::new(path))?;
+    if sections.has_data(".debug_info") || sections.has_data(".zdebug_info") {
+        return None;
+    }
+    let candidate = by_build_id(build_id).or_else(|| by_debuglink(path, &sections))?;
+    Sections::read(&candidate)?.has_data(".symtab").then_some(candidate)
+}
+
+/// `/usr/lib/debug/.build-id/<first byte>/<rest>.debug`: the build id names the exact build.
+fn by_build_id(build_id: &str) -> Option<PathBuf> {
+    if build_id.len() < 4 || !build_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let p = PathBuf::from(format!("{DEBUG_ROOT}/.build-id/{}/{}.debug", &build_id[..2], &build_id[2..]));
+    p.is_file().then_some(p)
+}
+
+/// The places gdb looks for a `.gnu_debuglink` name, accepted only with the CRC32 it records.
+fn by_debuglink(path: &str, sections: &Sections) -> Option<PathBuf> {
+    let link = sections.contents(".gnu_debuglink")?;
+    let name_len = link.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&link[..name_len]).ok()?;
+    let crc_at = (name_len + 4) & !3;
+    let crc = u32::from_le_bytes(link.get(crc_at..crc_at + 4)?.try_into().ok()?);
+    let real = std::fs::canonicalize(path).ok()?;
+    let dir = real.parent()?;
+    [
+        PathBuf::from(format!("{DEBUG_ROOT}{}/{name}", dir.display())),
+        dir.join(".debug").join(name),
+        dir.join(name),
+    ]
+    .into_iter()
+    .find(|c| c != &real && c.is_file() && crc32_of(c) == Some(crc))
+}
+
+fn crc32_of(path: &Path) -> Option<u32> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut crc = flate2::Crc::new();
+    crc.update(&bytes);
+    Some(crc.sum())
+}
+
+/// The section headers of a 64-bit little-endian ELF file, with their names.
+struct Sections {
+    file: File,
+    /// (name, type, file offset, size)
+    list: Vec<(String, u32, u64, u64)>,
+}
+
+impl Sections {
+    fn read(path: &Path) -> Option<Sections> {
+        let file = File::open(path).ok()?;
+        let mut header = [0u8; 64];
+        file.read_exact_at(&mut header, 0).ok()?;
+        if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+            return None;
+        }
+        let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+        let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(&header, 0x28), u16_at(&header, 0x3a) as usize, u16_at(&header, 0x3c) as usize, u16_at(&header, 0x3e) as usize);
+        if shentsize < 64 || shnum == 0 || shnum > 65_000 || shstrndx >= shnum {
+            return None;
+        }
+        let mut table = vec![0u8; shentsize * shnum];
+        file.read_exact_at(&mut table, shoff).ok()?;
+        let raw: Vec<(u32, u32, u64, u64)> = table
+            .chunks_exact(shentsize)
+            .map(|h| (u32_at(h, 0), u32_at(h, 4), u64_at(h, 0x18), u64_at(h, 0x20)))
+            .collect();
+        let (_, _, names_at, names_len) = raw[shstrndx];
+        if names_len > 1 << 20 {
+            return None;
+        }
+        let mut names = vec![0u8; names_len as usize];
+        file.read_exact_at(&mut names, names_at).ok()?;
+        let name_of = |at: u32| {
+            let rest = names.get(at as usize..).unwrap_or(&[]);
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            String::from_utf8_lossy(&rest[..end]).into_owned()
+        };
+        let list = raw.iter().map(|&(name, kind, offset, size)| (name_of(name), kind, offset, size)).collect();
+        Some(Sections { file, list })
+    }
+
+    /// Whether the file holds the section's bytes (not just a NOBITS placeholder).
+    fn has_data(&self, name: &str) -> bool {
+        self.list.iter().any(|(n, kind, _, size)| n == name && *kind != SHT_NOBITS && *size > 0)
+    }
+
+    fn contents(&self, name: &str) -> Option<Vec<u8>> {
+        let &(_, kind, offset, size) = self.list.iter().find(|(n, ..)| n == name)?;
+        if kind == SHT_NOBITS || size > 1 << 16 {
+            return None;
+        }
+        let mut bytes = vec![0u8; size as usize];
+        self.file.read_exact_at(&mut bytes, offset).ok()?;
+        Some(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_dwarf_means_no_separate_file() {
+        // This test binary is built with debug info of its own.
+        let me = std::env::current_exe().unwrap();
+        let sections = Sections::read(&me).unwrap();
+        assert!(sections.has_data(".debug_info"));
+        assert_eq!(symbols_file(me.to_str().unwrap(), "00112233"), None);
+    }
+
+    #[test]
+    fn not_elf_or_missing() {
+        assert!(Sections::read(Path::new("/proc/self/status")).is_none());
+        assert_eq!(symbols_file("/nonexistent/lib.so", ""), None);
+        assert_eq!(by_build_id("zz"), None);
+        assert_eq!(by_build_id("../../etc/passwd"), None);
+    }
+
+    /// Where libc's debug file is installed (libc6-dbg), it is found by build id or debuglink.
+    #[test]
+    fn finds_libcs_debug_file_when_installed() {
+        let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+        let Some(sections) = Sections::read(Path::new(libc)) else { return };
+        if sections.has_data(".debug_info") || !Path::new(DEBUG_ROOT).join(".build-id").is_dir() {
+            return;
+        }
+        let found = by_debuglink(libc, &sections);
+        if let Some(file) = found {
+            assert!(Sections::read(&file).unwrap().has_data(".symtab"), "{file:?}");
+            assert_eq!(symbols_file(libc, "").as_deref(), Some(file.as_path()));
+        }
+    }
+}
