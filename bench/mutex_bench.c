@@ -1,11 +1,17 @@
 /* Mutex workloads.
- *   mutex_bench uncontended N     one thread, N lock/unlock pairs; prints ns per pair
+ *   mutex_bench uncontended N [idle]
+ *                                 one thread, N lock/unlock pairs; prints ns per pair. With
+ *                                 `idle`, a second thread sleeps meanwhile: glibc locks
+ *                                 without atomic instructions while a process has a single
+ *                                 thread, so this is the baseline of any multi-threaded
+ *                                 program (and of one running the profiler's threads)
  *   mutex_bench contended T SECS  T threads share one mutex (short critical section, a little
  *                                 work outside it) for SECS; prints total acquisitions per second */
 #include "common.h"
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile uint64_t shared_counter;
@@ -31,9 +37,18 @@ static void *contender(void *arg) {
     return NULL;
 }
 
+static void *sleep_forever(void *arg) {
+    for (;;) pause();
+    return arg;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "uncontended") == 0) {
         long n = (long)arg_d(argc, argv, 2, 2e7);
+        if (argc > 3 && strcmp(argv[3], "idle") == 0) {
+            pthread_t sleeper;
+            pthread_create(&sleeper, NULL, sleep_forever, NULL);
+        }
         double t0 = now_s();
         for (long i = 0; i < n; i++) {
             pthread_mutex_lock(&lock);

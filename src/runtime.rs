@@ -39,6 +39,9 @@ pub(crate) fn is_owner_process() -> bool {
 /// ready before the first timer is armed (DESIGN.md §3 rule 6).
 pub fn start() {
     let _guard = thread::ReentrancyGuard::enter();
+    // The hooks of _exit, exec* and sigaction forward to these even when profiling is off:
+    // looked up now, once, not with a dlsym in every forked child that exits.
+    crate::hooks::process::resolve_next_symbols();
     let config = Arc::new(Config::from_env());
     crate::log::set_level(config.log_level);
     if !config.enabled {

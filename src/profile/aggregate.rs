@@ -108,7 +108,7 @@ impl Aggregator {
             wall_events: Vec::new(),
             last_wall_stack: HashMap::new(),
             last_cpu_stack: HashMap::new(),
-            own_text: crate::sample::modules::text_range_containing(Aggregator::new as *const () as u64),
+            own_text: own_text(),
         }
     }
 
@@ -263,11 +263,11 @@ impl Aggregator {
         }
         // Names of threads that are gone and were not sampled are not needed any more.
         let names = self.thread_names.clone();
-        let gone = |tid: i32| !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists();
+        let gone = |tid: i32| !thread_alive(tid);
         self.thread_names.retain(|&tid, _| !gone(tid));
         crate::python::forget_thread_names(gone);
-        self.last_wall_stack.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
-        self.last_cpu_stack.retain(|tid, _| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
+        self.last_wall_stack.retain(|&tid, _| thread_alive(tid));
+        self.last_cpu_stack.retain(|&tid, _| thread_alive(tid));
         let period = Period { start: self.start, end, samples, thread_names: names, dropped: self.dropped };
         self.start = end;
         self.dropped = 0;
@@ -291,8 +291,29 @@ impl Aggregator {
 
 /// The kernel's name for a thread of this process (`pthread_setname_np` sets it).
 pub fn read_thread_name(tid: i32) -> Option<String> {
+    if tid == crate::thread::gettid() {
+        // The calling thread (a forked child exporting at its exit): no file to open.
+        let mut name = [0u8; 17];
+        // SAFETY: PR_GET_NAME writes at most 16 bytes and a NUL into the buffer.
+        if unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) } == 0 {
+            let len = name.iter().position(|&b| b == 0).unwrap_or(16);
+            return Some(String::from_utf8_lossy(&name[..len]).into_owned());
+        }
+    }
     let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
     Some(name.trim_end_matches('\n').to_string())
+}
+
+/// The library's own code, found once (a forked child inherits it rather than walking the
+/// loader's module list again in every aggregator it makes).
+fn own_text() -> Option<Range<u64>> {
+    static OWN_TEXT: std::sync::OnceLock<Option<Range<u64>>> = std::sync::OnceLock::new();
+    OWN_TEXT.get_or_init(|| crate::sample::modules::text_range_containing(own_text as *const () as u64)).clone()
+}
+
+/// Whether thread `tid` of this process still exists.
+fn thread_alive(tid: i32) -> bool {
+    tid == crate::thread::gettid() || std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
 }
 
 #[cfg(test)]
