@@ -9,8 +9,8 @@
 //! used for a short while (`STILL_TRUSTED`), for the samples drained after the interpreter
 //! has finalized. Finalization itself waits for one last drain (`exit_drain.rs`), so the
 //! code a program ran just before it ends is named too. A code object freed within one drain
-//! interval of its samples (a module's top-level code, run once at import) cannot be named:
-//! its frames are dropped and counted.
+//! interval of its samples (a module's top-level code, run once at import) is named as long
+//! as its memory was not reused; otherwise the check fails and its frames are dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
