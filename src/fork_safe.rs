@@ -9,7 +9,8 @@
 /// Keeps `state` in a forked child if it was consistent at the fork; otherwise resets it to
 /// `None`. Returns whether it was kept. Call only from the child's fork handler.
 pub fn keep_if_consistent<T>(state: &crate::yield_lock::Lock<Option<T>>) -> bool {
-    if state.try_lock().is_some() {
+    // Only read: a lock word written here would cost the child a page copy.
+    if !state.is_locked() {
         return true;
     }
     // SAFETY: the lock's holder was a parent thread, which does not exist in the child.

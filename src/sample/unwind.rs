@@ -305,10 +305,16 @@ pub fn tracker_after_fork_in_child() {
 
 /// In a forked child only the forking thread survives: any reader count or claimed cache
 /// that belonged to another thread of the parent is void.
+///
+/// Written only where a value must change: the child shares the parent's pages until it
+/// writes one, and each page written costs a fork-heavy program a copy (the cache slots lie
+/// on separate pages).
 pub fn reset_after_fork() {
-    READERS.store(0, Ordering::SeqCst);
+    if READERS.load(Ordering::SeqCst) != 0 {
+        READERS.store(0, Ordering::SeqCst);
+    }
     if let Some(pool) = POOL.get() {
-        for slot in pool.iter() {
+        for slot in pool.iter().filter(|slot| slot.busy.load(Ordering::SeqCst)) {
             slot.busy.store(false, Ordering::SeqCst);
         }
     }
