@@ -190,6 +190,20 @@ GPERF_LIB = None
 
 
 def find_gperf():
+    found = gperf_path()
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    # The comparison row wants gperftools' CPU profiler (Debian's libgoogle-perftools4).
+    log("bench: apt-get install libgoogle-perftools4 (for the gperftools comparison row) ...")
+    for cmd in (["apt-get", "install", "-y", "-qq", "libgoogle-perftools4"], ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "libgoogle-perftools4"]):
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env=dict(os.environ, DEBIAN_FRONTEND="noninteractive")).returncode == 0 and gperf_path():
+            break
+    return gperf_path()
+
+
+def gperf_path():
     for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
               "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"):
         p = os.path.join(d, "libprofiler.so.0")
