@@ -10,12 +10,11 @@
 //! (`DD_PROFILING_SEPARATE_DEBUG_INFO=symbols`); `full` keeps blazesym's DWARF lookup.
 //! Files with DWARF of their own (the program's code, pyenv's libpython) are not affected.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::elf_sections::Sections;
+
 const DEBUG_ROOT: &str = "/usr/lib/debug";
-const SHT_NOBITS: u32 = 8;
 
 /// The separate debug file whose symbol table should name `path`'s code, if `path` has no
 /// DWARF of its own and a matching debug file with a symbol table exists.
@@ -60,66 +59,6 @@ fn crc32_of(path: &Path) -> Option<u32> {
     let mut crc = flate2::Crc::new();
     crc.update(&bytes);
     Some(crc.sum())
-}
-
-/// The section headers of a 64-bit little-endian ELF file, with their names.
-struct Sections {
-    file: File,
-    /// (name, type, file offset, size)
-    list: Vec<(String, u32, u64, u64)>,
-}
-
-impl Sections {
-    fn read(path: &Path) -> Option<Sections> {
-        let file = File::open(path).ok()?;
-        let mut header = [0u8; 64];
-        file.read_exact_at(&mut header, 0).ok()?;
-        if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-            return None;
-        }
-        let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-        let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-        let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-        let (shoff, shentsize, shnum, shstrndx) =
-            (u64_at(&header, 0x28), u16_at(&header, 0x3a) as usize, u16_at(&header, 0x3c) as usize, u16_at(&header, 0x3e) as usize);
-        if shentsize < 64 || shnum == 0 || shnum > 65_000 || shstrndx >= shnum {
-            return None;
-        }
-        let mut table = vec![0u8; shentsize * shnum];
-        file.read_exact_at(&mut table, shoff).ok()?;
-        let raw: Vec<(u32, u32, u64, u64)> = table
-            .chunks_exact(shentsize)
-            .map(|h| (u32_at(h, 0), u32_at(h, 4), u64_at(h, 0x18), u64_at(h, 0x20)))
-            .collect();
-        let (_, _, names_at, names_len) = raw[shstrndx];
-        if names_len > 1 << 20 {
-            return None;
-        }
-        let mut names = vec![0u8; names_len as usize];
-        file.read_exact_at(&mut names, names_at).ok()?;
-        let name_of = |at: u32| {
-            let rest = names.get(at as usize..).unwrap_or(&[]);
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            String::from_utf8_lossy(&rest[..end]).into_owned()
-        };
-        let list = raw.iter().map(|&(name, kind, offset, size)| (name_of(name), kind, offset, size)).collect();
-        Some(Sections { file, list })
-    }
-
-    /// Whether the file holds the section's bytes (not just a NOBITS placeholder).
-    fn has_data(&self, name: &str) -> bool {
-        self.list.iter().any(|(n, kind, _, size)| n == name && *kind != SHT_NOBITS && *size > 0)
-    }
-
-    fn contents(&self, name: &str) -> Option<Vec<u8>> {
-        let &(_, kind, offset, size) = self.list.iter().find(|(n, ..)| n == name)?;
-        if kind == SHT_NOBITS || size > 1 << 16 {
-            return None;
-        }
-        let mut bytes = vec![0u8; size as usize];
-        self.file.read_exact_at(&mut bytes, offset).ok()?;
-        Some(bytes)
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ pub mod builder;
 pub mod gzip_stored;
 pub mod symbolize;
 pub mod debug_file;
+pub mod elf_sections;
+pub mod plt;
 pub mod aggregate;
 pub mod encode;
 pub mod heap;

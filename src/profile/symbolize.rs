@@ -17,6 +17,7 @@ use blazesym::symbolize::{
 };
 use blazesym::Pid;
 
+use super::plt::PltTable;
 use crate::config::SeparateDebugInfo;
 use crate::sample::unwind::Mapping;
 
@@ -51,6 +52,8 @@ pub struct Symbolizer {
     /// Per module path: the separate debug file whose symbol table names it (None: blazesym's
     /// own lookup through the process's maps).
     symbol_files: HashMap<String, Option<PathBuf>>,
+    /// Per module path: its PLT stubs (see plt.rs).
+    plt_tables: HashMap<String, Option<Arc<PltTable>>>,
 }
 
 // SAFETY: blazesym's `Symbolizer` is `!Send` only because it keeps `Rc`/`RefCell` handles to its
@@ -74,6 +77,7 @@ impl Symbolizer {
             unknown: Arc::new(Symbolized::default()),
             separate_debug_info: SeparateDebugInfo::Symbols,
             symbol_files: HashMap::new(),
+            plt_tables: HashMap::new(),
         }
     }
 
@@ -104,6 +108,7 @@ impl Symbolizer {
                 todo.sort_unstable();
                 todo.dedup();
             }
+            self.name_plt_stubs(&mut todo, mappings);
             let by_symbol_file = self.split_by_symbol_file(&mut todo, mappings);
             let bz = self.inner.get_or_insert_with(new_blazesym);
             // SAFETY: getpid has no preconditions.
@@ -134,6 +139,19 @@ impl Symbolizer {
                     .unwrap_or_else(|| self.unknown.clone())
             })
             .collect()
+    }
+
+    /// Names (and caches, and moves out of `todo`) the addresses that lie in PLT stubs.
+    fn name_plt_stubs(&mut self, todo: &mut Vec<u64>, mappings: &[Mapping]) {
+        let (tables, cache) = (&mut self.plt_tables, &mut self.cache);
+        todo.retain(|&addr| {
+            let Some(m) = mappings.iter().find(|m| m.text_avma.contains(&addr)) else { return true };
+            let table = tables.entry(m.path.clone()).or_insert_with(|| PltTable::read(Path::new(&m.path)).map(Arc::new));
+            let Some(name) = table.as_ref().and_then(|t| t.name(addr.wrapping_sub(m.bias))) else { return true };
+            let frame = Frame { function: name, file: String::new(), line: 0 };
+            cache.insert(addr, Arc::new(Symbolized { frames: vec![frame] }));
+            false
+        });
     }
 
     /// Moves out of `todo` the addresses of libraries to be named from a separate debug file's
