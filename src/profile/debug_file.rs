@@ -54,11 +54,20 @@ fn by_debuglink(path: &str, sections: &Sections) -> Option<PathBuf> {
     .find(|c| c != &real && c.is_file() && crc32_of(c) == Some(crc))
 }
 
+/// The file's CRC32, read in pieces (debug files can be hundreds of MiB).
 fn crc32_of(path: &Path) -> Option<u32> {
-    let bytes = std::fs::read(path).ok()?;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
     let mut crc = flate2::Crc::new();
-    crc.update(&bytes);
-    Some(crc.sum())
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Some(crc.sum()),
+            Ok(n) => crc.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +89,35 @@ mod tests {
         assert_eq!(symbols_file("/nonexistent/lib.so", ""), None);
         assert_eq!(by_build_id("zz"), None);
         assert_eq!(by_build_id("../../etc/passwd"), None);
+    }
+
+    /// A program split as distributions split theirs (objcopy --only-keep-debug, strip -g,
+    /// --add-gnu-debuglink): its debug file is found through the link, and only with the
+    /// right CRC.
+    #[test]
+    fn follows_a_debuglink_with_its_crc() {
+        let dir = std::env::temp_dir().join(format!("ddprof-debuglink-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, prog, debug) = (dir.join("p.c"), dir.join("p"), dir.join("p.debug"));
+        std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+        let run = |cmd: &str, args: &[&std::ffi::OsStr]| std::process::Command::new(cmd).args(args).status().is_ok_and(|s| s.success());
+        let built = run("cc", &["-g".as_ref(), "-o".as_ref(), prog.as_os_str(), src.as_os_str()])
+            && run("objcopy", &["--only-keep-debug".as_ref(), prog.as_os_str(), debug.as_os_str()])
+            && run("strip", &["-g".as_ref(), prog.as_os_str()])
+            && run("objcopy", &[format!("--add-gnu-debuglink={}", debug.display()).as_ref(), prog.as_os_str()]);
+        if !built {
+            eprintln!("skipped: cc or binutils (objcopy, strip) are not installed");
+            return;
+        }
+        let path = prog.to_str().unwrap();
+        assert_eq!(symbols_file(path, ""), Some(std::fs::canonicalize(&debug).unwrap()));
+        // A debug file that does not match the recorded CRC is not used.
+        let mut bytes = std::fs::read(&debug).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&debug, bytes).unwrap();
+        assert_eq!(symbols_file(path, ""), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Where libc's debug file is installed (libc6-dbg), it is found by build id or debuglink.
