@@ -39,7 +39,7 @@ pub(crate) fn is_owner_process() -> bool {
 /// ready before the first timer is armed (DESIGN.md §3 rule 6).
 pub fn start() {
     let _guard = thread::ReentrancyGuard::enter();
-    // The hooks of _exit, exec* and sigaction forward to these even when profiling is off:
+    // The hooks of _exit, exec*, sigaction and signal forward to these even when profiling is off:
     // looked up now, once, not with a dlsym in every forked child that exits.
     crate::hooks::process::resolve_next_symbols();
     let config = Arc::new(Config::from_env());
@@ -94,12 +94,12 @@ pub fn on_thread_start() {
     crate::hooks::process::resolve_next_symbols();
     thread::register_current();
     let key = THREAD_EXIT_KEY.load(Ordering::Acquire);
-    if key >= 0 {
-        // SAFETY: the key was created by pthread_key_create; any non-null value arms the destructor.
-        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) };
-    }
+    // SAFETY: the key was created by pthread_key_create; any non-null value arms the destructor.
+    let exit_seen = key >= 0 && unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) } == 0;
     arm_cpu_timer();
-    if wall::WALL_SAMPLING.load(Ordering::Acquire) {
+    // The wall sampler reaches into the thread's TLS until the thread unregisters, which only
+    // the exit destructor does: without it the thread is not watched.
+    if exit_seen && wall::WALL_SAMPLING.load(Ordering::Acquire) {
         wall::register_current(thread::with(|s| s.tid.get()));
     }
 }

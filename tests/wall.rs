@@ -98,3 +98,27 @@ fn a_thread_blocking_signals_is_still_accounted() {
     let got = *m.by_thread("wall-time").get(&tid).unwrap_or(&0) as f64;
     assert!(within(got, lived, 0.05), "masked thread: wall-time {got} vs lived {lived}\n{}", m.top("wall-time", 5));
 }
+
+/// The masked thread's time goes into the profile of the period it passed in, not into one
+/// lump when it exits: the sampler takes back a signal's weight that stays unhandled and
+/// accounts it itself.
+#[test]
+fn a_thread_blocking_signals_is_accounted_period_by_period() {
+    let out = wall_run(&program("wall_masked.c")).env("DD_PROFILING_UPLOAD_PERIOD", "0.5").go();
+    out.assert_success();
+    let tid: i64 = out.value("tid");
+    let lived: f64 = out.value("lived_ns");
+    assert!(out.files.len() >= 4, "expected a profile every 0.5 s, got {}", out.files.len());
+    // Every profile but the last two (the one the thread exited in, and the final one).
+    let mut early = common::Merged::default();
+    for f in &out.files[..out.files.len() - 2] {
+        early.add(&f.profile);
+    }
+    let got = *early.by_thread("wall-time").get(&tid).unwrap_or(&0) as f64;
+    let covered = 0.5e9 * (out.files.len() - 2) as f64;
+    assert!(
+        got >= 0.6 * covered.min(lived),
+        "masked thread: {got} ns in the first {} profiles (about {covered} ns of its {lived} ns life)",
+        out.files.len() - 2
+    );
+}

@@ -102,7 +102,7 @@ pub fn resolve_next_symbols() {
     if DONE.swap(true, std::sync::atomic::Ordering::AcqRel) {
         return;
     }
-    for symbol in [&real::EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE, &EXECVEAT, &real::EXIT_UNDERSCORE, &real::EXIT_CAPITAL] {
+    for symbol in [&real::EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE, &EXECVEAT, &real::EXIT_UNDERSCORE, &real::EXIT_CAPITAL, &real::SIGACTION, &real::SIGNAL] {
         symbol.get();
     }
 }

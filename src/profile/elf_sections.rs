@@ -22,6 +22,7 @@ pub struct Section {
 
 pub struct Sections {
     file: File,
+    file_len: u64,
     pub list: Vec<Section>,
 }
 
@@ -35,7 +36,11 @@ impl Sections {
         }
         let (shoff, shentsize, shnum, shstrndx) =
             (u64_at(&header, 0x28), u16_at(&header, 0x3a) as usize, u16_at(&header, 0x3c) as usize, u16_at(&header, 0x3e) as usize);
-        if shentsize < 64 || shnum == 0 || shnum > 65_000 || shstrndx >= shnum {
+        // Everything read is checked against the file's size first: a junk header (the loader
+        // ignores section headers, so such files run) must not make us allocate gigabytes.
+        let file_len = file.metadata().ok()?.len();
+        let table_len = (shentsize as u64).checked_mul(shnum as u64)?;
+        if shentsize != 64 || shnum == 0 || shstrndx >= shnum || shoff.checked_add(table_len)? > file_len {
             return None;
         }
         let mut table = vec![0u8; shentsize * shnum];
@@ -43,7 +48,7 @@ impl Sections {
         let headers: Vec<&[u8]> = table.chunks_exact(shentsize).collect();
         let names_header = headers[shstrndx];
         let (names_at, names_len) = (u64_at(names_header, 0x18), u64_at(names_header, 0x20));
-        if names_len > 1 << 20 {
+        if names_len > 1 << 20 || names_at.checked_add(names_len)? > file_len {
             return None;
         }
         let mut names = vec![0u8; names_len as usize];
@@ -65,7 +70,7 @@ impl Sections {
                 entsize: u64_at(h, 0x38),
             })
             .collect();
-        Some(Sections { file, list })
+        Some(Sections { file, file_len, list })
     }
 
     pub fn find(&self, name: &str) -> Option<&Section> {
@@ -79,7 +84,7 @@ impl Sections {
 
     /// The bytes of a section of at most `limit` bytes.
     pub fn contents_of(&self, section: &Section, limit: u64) -> Option<Vec<u8>> {
-        if section.kind == SHT_NOBITS || section.size > limit {
+        if section.kind == SHT_NOBITS || section.size > limit || section.offset.checked_add(section.size)? > self.file_len {
             return None;
         }
         let mut bytes = vec![0u8; section.size as usize];

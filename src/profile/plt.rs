@@ -37,9 +37,10 @@ impl PltTable {
             let Some(section) = elf.find(name) else { continue };
             let Some(code) = elf.contents_of(section, MAX_SECTION_BYTES) else { continue };
             let entry = if section.entsize == 8 || section.entsize == 16 { section.entsize } else { 16 };
-            table.sections.push((section.addr..section.addr + section.size, entry));
+            let Some(end) = section.addr.checked_add(section.size) else { continue };
+            table.sections.push((section.addr..end, entry));
             for (i, stub) in code.chunks(entry as usize).enumerate() {
-                let start = section.addr + i as u64 * entry;
+                let start = section.addr.wrapping_add(i as u64 * entry);
                 if let Some(name) = jump_slot(stub, start).and_then(|slot| slots.get(&slot)) {
                     table.names.insert(start, name.clone());
                 }
@@ -59,12 +60,13 @@ impl PltTable {
     }
 }
 
-/// The GOT slot a stub jumps through: its first `jmp *disp32(%rip)` (`ff 25`, maybe after an
-/// `endbr64` or a `bnd` prefix).
+/// The GOT slot a stub jumps through: the `jmp *disp32(%rip)` (`ff 25`) it starts with,
+/// possibly after an `endbr64` (4 bytes) and a `bnd` prefix (1 byte) — where the linkers put
+/// it; other positions could be inside another instruction's bytes.
 fn jump_slot(stub: &[u8], stub_addr: u64) -> Option<u64> {
-    let at = stub.windows(2).position(|w| w == [0xff, 0x25])?;
+    let at = [0usize, 1, 4, 5].into_iter().find(|&at| stub.get(at..at + 2) == Some(&[0xff, 0x25][..]))?;
     let disp = i32::from_le_bytes(stub.get(at + 2..at + 6)?.try_into().ok()?);
-    let next_insn = stub_addr + at as u64 + 6;
+    let next_insn = stub_addr.wrapping_add(at as u64 + 6);
     Some(next_insn.wrapping_add(disp as i64 as u64))
 }
 

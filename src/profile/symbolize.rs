@@ -114,7 +114,7 @@ impl Symbolizer {
             // SAFETY: getpid has no preconditions.
             let pid = Pid::from(unsafe { libc::getpid() } as u32);
             let mut out: Vec<(u64, Option<Symbolized>)> = Vec::with_capacity(todo.len());
-            for (file, (addrs, bias)) in by_symbol_file {
+            for ((file, bias), addrs) in by_symbol_file {
                 lookup_in_symbol_table(bz, &file, &addrs, bias, &mut out);
             }
             if !todo.is_empty() {
@@ -156,8 +156,9 @@ impl Symbolizer {
 
     /// Moves out of `todo` the addresses of libraries to be named from a separate debug file's
     /// symbol table, grouped by that file, with the library's load bias.
-    fn split_by_symbol_file(&mut self, todo: &mut Vec<u64>, mappings: &[Mapping]) -> HashMap<PathBuf, (Vec<u64>, u64)> {
-        let mut groups: HashMap<PathBuf, (Vec<u64>, u64)> = HashMap::new();
+    fn split_by_symbol_file(&mut self, todo: &mut Vec<u64>, mappings: &[Mapping]) -> HashMap<(PathBuf, u64), Vec<u64>> {
+        // Keyed by file and bias: two copies of one library (dlmopen) sit at different places.
+        let mut groups: HashMap<(PathBuf, u64), Vec<u64>> = HashMap::new();
         if self.separate_debug_info == SeparateDebugInfo::Full {
             return groups;
         }
@@ -169,7 +170,7 @@ impl Symbolizer {
                 .or_insert_with(|| super::debug_file::symbols_file(&m.path, &m.build_id));
             match file {
                 Some(file) => {
-                    groups.entry(file.clone()).or_insert_with(|| (Vec::new(), m.bias)).0.push(addr);
+                    groups.entry((file.clone(), m.bias)).or_default().push(addr);
                     false
                 }
                 None => true,

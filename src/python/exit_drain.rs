@@ -11,7 +11,7 @@
 //! while every code object the program ran is still alive. A process that leaves through
 //! `os._exit` frees nothing: its final export names its frames as it is.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::c_api::{Api, MethodDef, Object, METH_NOARGS};
@@ -20,6 +20,10 @@ use super::c_api::{Api, MethodDef, Object, METH_NOARGS};
 const DRAIN_WAIT: Duration = Duration::from_millis(500);
 
 static REGISTERED: AtomicBool = AtomicBool::new(false);
+/// What the callback returns with, saved when it is registered (`Py_IncRef` and `&_Py_NoneStruct`):
+/// the Python target may have been given up on since, but the callback must still return None.
+static INC_REF: AtomicUsize = AtomicUsize::new(0);
+static NONE: AtomicUsize = AtomicUsize::new(0);
 
 /// The method definition CPython keeps a pointer to for the life of the function object.
 struct StaticMethodDef(MethodDef);
@@ -45,6 +49,8 @@ pub fn register(api: &Api) {
     if REGISTERED.swap(true, Ordering::AcqRel) {
         return;
     }
+    INC_REF.store(h.inc_ref as usize, Ordering::Release);
+    NONE.store(h.none as usize, Ordering::Release);
     // SAFETY: GIL held (gil_tasks runs us as a pending call); every object returned is a new
     // reference, released with Py_DecRef; NULL results are checked before use; the method
     // definition is static, as CPython requires.
@@ -73,10 +79,13 @@ pub fn register(api: &Api) {
 /// The atexit callback (main thread, GIL held): drain now, while code objects live.
 unsafe extern "C" fn drain_before_finalization(_module: Object, _unused: Object) -> Object {
     let _ = std::panic::catch_unwind(|| crate::export::exporter::drain_now(DRAIN_WAIT));
-    let Some(h) = super::target().and_then(|t| t.api).and_then(|a| a.exit_hook) else {
-        return std::ptr::null_mut(); // unreachable: we were registered through this API
-    };
-    // SAFETY: returning a new reference to None, as a METH_NOARGS function must.
-    unsafe { (h.inc_ref)(h.none) };
-    h.none
+    let (inc_ref, none) = (INC_REF.load(Ordering::Acquire), NONE.load(Ordering::Acquire));
+    // SAFETY: both were stored by `register` before this function object existed: the
+    // interpreter's `Py_IncRef` and its None object. A new reference to None is what a
+    // METH_NOARGS function returns when it has nothing to say.
+    unsafe {
+        let inc_ref: unsafe extern "C" fn(Object) = std::mem::transmute::<usize, unsafe extern "C" fn(Object)>(inc_ref);
+        inc_ref(none as Object);
+    }
+    none as Object
 }

@@ -32,7 +32,7 @@ const MAX_LOOKS_PER_TICK: usize = 16;
 /// CPU a thread may use between two looks and still count as not having run.
 const IDLE_CPU_NS: u64 = 200_000;
 /// How long a sent signal may stay unhandled before the sampler takes its time back and
-/// accounts it itself (to the thread's last stack). A signal can be lost outright: SIGPROF
+/// accounts it itself, at once (to the thread's last stack). A signal can be lost outright: SIGPROF
 /// is a standard signal, so one sent while a CPU-timer SIGPROF is pending is merged into it,
 /// and a thread that blocks SIGPROF never handles it.
 const UNHANDLED_SIGNAL_NS: u64 = 200_000_000;
@@ -198,19 +198,20 @@ fn jittered(interval: Duration) -> Duration {
 fn tick() {
     let now = monotonic_ns();
     for look in next_batch() {
-        let mut carried = 0;
         if let Some(sent_at) = look.unhandled_since {
             if now.saturating_sub(sent_at) < UNHANDLED_SIGNAL_NS {
                 continue; // give the signal time to arrive; account this time next round
             }
-            // Never handled: take the weight back (if the handler has not just taken it).
+            // Never handled: take the weight back (if the handler has not just taken it) and
+            // account it now, to the thread's last stack. Handing it to the next signal instead
+            // would let a thread that blocks SIGPROF pile up its whole life's time.
             match revoke(look.tid) {
-                Some(weight) => carried = weight,
+                Some(weight) => push_reuse(look.tid, weight, sent_at),
                 None => continue, // the thread has exited: its exit accounted everything
             }
         }
         let Some(cpu) = thread_cpu_of(look.tid) else { continue };
-        let elapsed = carried + now.saturating_sub(look.accounted_until);
+        let elapsed = now.saturating_sub(look.accounted_until);
         // Ran since its last capture? Then its stack may have changed: capture it again.
         // Otherwise it is exactly where it was captured (blocked, or waiting for a CPU).
         let unchanged = look.captures > 0 && look.confirmed_idle_cpu == Some(cpu);
@@ -225,10 +226,10 @@ fn tick() {
             continue;
         }
         if ran {
-            if hand_to_signal(look.tid, now, elapsed) {
+            if hand_to_signal(&look, now, elapsed) {
                 send_wall_signal(look.tid);
             }
-        } else if mark_accounted(look.tid, now, Some(cpu)) {
+        } else if mark_accounted(&look, now, Some(cpu)) {
             push_reuse(look.tid, elapsed, now);
         }
     }
@@ -265,6 +266,16 @@ fn with_entry<R>(tid: i32, f: impl FnOnce(&mut Watched) -> R) -> Option<R> {
     WATCHED.lock().iter_mut().find(|w| w.tid == tid).map(f)
 }
 
+/// Runs `f` on the entry `look` was copied from, if nothing accounted its time since: not its
+/// exit (it unregistered), not the stop at exit (which accounts every thread up to then).
+fn with_looked_entry<R>(look: &Look, f: impl FnOnce(&mut Watched) -> R) -> Option<R> {
+    let mut watched = WATCHED.lock();
+    if !WALL_SAMPLING.load(Ordering::Acquire) {
+        return None;
+    }
+    watched.iter_mut().find(|w| w.tid == look.tid && w.accounted_until == look.accounted_until).map(f)
+}
+
 /// Takes back the weight of a signal that was never handled (0 if the handler took it).
 fn revoke(tid: i32) -> Option<u64> {
     with_entry(tid, |w| {
@@ -274,8 +285,8 @@ fn revoke(tid: i32) -> Option<u64> {
 }
 
 /// Records a look that accounted the time up to `now` itself.
-fn mark_accounted(tid: i32, now: u64, confirmed_idle_cpu: Option<u64>) -> bool {
-    with_entry(tid, |w| {
+fn mark_accounted(look: &Look, now: u64, confirmed_idle_cpu: Option<u64>) -> bool {
+    with_looked_entry(look, |w| {
         w.accounted_until = now;
         w.sent_at = None;
         w.confirmed_idle_cpu = confirmed_idle_cpu;
@@ -285,8 +296,8 @@ fn mark_accounted(tid: i32, now: u64, confirmed_idle_cpu: Option<u64>) -> bool {
 
 /// Hands `elapsed` to the thread's next signal handler. Under the registry lock, so the
 /// thread's TLS is alive and its exit (which takes the weight back) cannot interleave.
-fn hand_to_signal(tid: i32, now: u64, elapsed: u64) -> bool {
-    with_entry(tid, |w| {
+fn hand_to_signal(look: &Look, now: u64, elapsed: u64) -> bool {
+    with_looked_entry(look, |w| {
         w.accounted_until = now;
         w.sent_at = Some(now);
         w.confirmed_idle_cpu = None;
@@ -333,17 +344,17 @@ fn capture_blocked_thread(look: &Look, now: u64, cpu: u64, elapsed: u64) -> bool
     let mut n = 0usize;
     let regs = super::unwind::Registers { pc, sp, bp: 0 };
     super::unwind::capture_from_copy(regs, sp, &copy, &mut slot.appender(&mut n, usize::MAX));
-    if record_remote_capture(look.tid, now, pc, sp, cpu) {
+    if record_remote_capture(look, now, pc, sp, cpu) {
         slot.commit(captured_header(look.tid, elapsed, n), n);
     }
-    // Else the thread exited meanwhile and accounted this time itself; the slot is freed.
+    // Else its exit (or the stop at exit) accounted this time meanwhile; the slot is freed.
     true
 }
 
 /// Publishes a capture made from the sampler thread as if the thread had made it, and marks
-/// its time accounted up to `now`. False when the thread has unregistered meanwhile.
-fn record_remote_capture(tid: i32, now: u64, pc: u64, sp: u64, cpu: u64) -> bool {
-    with_entry(tid, |w| {
+/// its time accounted up to `now`. False when its time was accounted otherwise meanwhile.
+fn record_remote_capture(look: &Look, now: u64, pc: u64, sp: u64, cpu: u64) -> bool {
+    with_looked_entry(look, |w| {
         w.shared.capture_pc.store(pc, Ordering::Release);
         w.shared.capture_sp.store(sp, Ordering::Release);
         w.shared.capture_cpu_ns.store(cpu, Ordering::Release);
