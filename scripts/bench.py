@@ -10,6 +10,7 @@ Environment: BENCH_RUNS (runs per variant, default 5, minimum 5).
 """
 import os
 import platform
+import random
 import re
 import shutil
 import statistics
@@ -106,8 +107,12 @@ def alternate(variants, measure, warmup=True, runs=None):
         for v in variants:
             measure(v)
     samples = {v: [] for v in variants}
+    # Each round runs the variants in a new order (seeded, so a table can be reproduced): a
+    # fixed order lets whatever a run leaves behind (a busy page cache, a profile being
+    # written, CPU frequency) always weigh on the same next variant.
+    order = random.Random(len(samples) * 7919 + (runs or RUNS))
     for _ in range(runs or RUNS):
-        for v in variants:
+        for v in order.sample(variants, len(variants)):
             samples[v].append(measure(v))
     return {v: statistics.median(s) for v, s in samples.items()}, samples
 
@@ -419,7 +424,7 @@ def main():
         f"machine: {os.cpu_count()} CPUs (nproc {os.sched_getaffinity(0).__len__()}), {model}, "
         f"Linux {platform.release()}",
         f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start: {load}",
-        f"method: each row alternates without/with the library {RUNS} times ({CPU_RUNS} for the CPU-bound C rows) in this invocation "
+        f"method: each row runs without/with the library {RUNS} times ({CPU_RUNS} for the CPU-bound C rows) in this invocation, in a new (seeded) order each round "
         f"(after one warm-up run of each for short workloads); medians shown; "
         f"ratio = with / without; profiles written to files, no Agent",
         f"python: {os.path.join('target', 'bench-venv', 'bin', 'python')} "
