@@ -631,26 +631,23 @@ const ALLOCATIONS_ONLY: &[(&str, &str)] = &[
     ("DD_PROFILING_CPU_ENABLED", "false"),
 ];
 
+/// alloc-space of the samples whose innermost Python frame is `function`.
+fn alloc_space_under(all: &[Sample], function: &str) -> i64 {
+    all.iter().filter(|s| s.python_leaf().is_some_and(|f| f.function == function)).map(|s| s.value("alloc-space")).sum()
+}
+
 /// small_tuples() allocates only pymalloc blocks (tuples of 2), big_bytearrays() only malloc
 /// blocks of 1 MiB: both are estimated within 20 % of what the script counted.
 fn python_allocations(py: &Python) {
     let path = script("alloc_small_large.py");
-    let out = run_python(
-        py,
-        &[path.to_str().unwrap(), "30"],
-        ALLOCATIONS_ONLY,
-    );
+    let out = run_python(py, &[path.to_str().unwrap(), "30"], ALLOCATIONS_ONLY);
     out.assert_success();
     let all = samples(&out);
     for (function, truth) in [
         ("small_tuples", out.value::<f64>("small_bytes")),
         ("big_bytearrays", out.value::<f64>("large_bytes")),
     ] {
-        let seen: i64 = all
-            .iter()
-            .filter(|s| s.python_leaf().is_some_and(|f| f.function == function))
-            .map(|s| s.value("alloc-space"))
-            .sum();
+        let seen = alloc_space_under(&all, function);
         let ratio = seen as f64 / truth;
         eprintln!(
             "3.{}: {function}: alloc-space {seen} vs {truth} allocated ({ratio:.3})",
@@ -668,19 +665,11 @@ fn python_allocations(py: &Python) {
 /// object right after. Its samples are still named: the library drains before finalization.
 fn last_moment_allocations(py: &Python) {
     let path = script("last_moment.py");
-    let out = run_python(
-        py,
-        &[path.to_str().unwrap(), "200"],
-        ALLOCATIONS_ONLY,
-    );
+    let out = run_python(py, &[path.to_str().unwrap(), "200"], ALLOCATIONS_ONLY);
     out.assert_success();
     let all = samples(&out);
     let truth: f64 = out.value("burst_bytes");
-    let seen: i64 = all
-        .iter()
-        .filter(|s| s.python_leaf().is_some_and(|f| f.function == "final_burst"))
-        .map(|s| s.value("alloc-space"))
-        .sum();
+    let seen = alloc_space_under(&all, "final_burst");
     let ratio = seen as f64 / truth;
     eprintln!("3.{}: final_burst: alloc-space {seen} vs {truth} allocated ({ratio:.3})", py.minor);
     assert!(

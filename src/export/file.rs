@@ -46,21 +46,29 @@ fn write_unnamed(prefix: &str, pid: i32, first_seq: u64, bytes: &[u8]) -> Option
     }
     use std::os::fd::AsRawFd;
     let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let linked = link_first_free(prefix, pid, first_seq, |path| {
+        let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: both paths are NUL-terminated; AT_SYMLINK_FOLLOW links the open file itself.
+        let rc = unsafe { libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    });
+    match linked {
+        // No /proc, or linking refused: the temporary-name way still works.
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => None,
+        other => Some(other),
+    }
+}
+
+/// Links a written file as `<prefix>.<pid>.<seq>.pprof` with the first free `seq` ≥ `first_seq`.
+fn link_first_free(prefix: &str, pid: i32, first_seq: u64, link: impl Fn(&Path) -> std::io::Result<()>) -> std::io::Result<(PathBuf, u64)> {
     let mut seq = first_seq;
     loop {
         let path = profile_path(prefix, pid, seq);
-        let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: both paths are NUL-terminated; AT_SYMLINK_FOLLOW links the open file itself.
-        let rc = unsafe { libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
-        if rc == 0 {
-            return Some(Ok((path, seq)));
-        }
-        let e = std::io::Error::last_os_error();
-        match e.kind() {
-            std::io::ErrorKind::AlreadyExists if seq < first_seq + 1_000_000 => seq += 1,
-            // No /proc, or linking refused: the temporary-name way still works.
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => return None,
-            _ => return Some(Err(e)),
+        match link(&path) {
+            Ok(()) => return Ok((path, seq)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && seq < first_seq + 1_000_000 => seq += 1,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -71,15 +79,7 @@ fn write_through_temporary_name(prefix: &str, pid: i32, first_seq: u64, bytes: &
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     write_file(&tmp, bytes)?;
-    let mut seq = first_seq;
-    let result = loop {
-        let path = profile_path(prefix, pid, seq);
-        match std::fs::hard_link(&tmp, &path) {
-            Ok(()) => break Ok((path, seq)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && seq < first_seq + 1_000_000 => seq += 1,
-            Err(e) => break Err(e),
-        }
-    };
+    let result = link_first_free(prefix, pid, first_seq, |path| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     result
 }

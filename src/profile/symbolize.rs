@@ -145,7 +145,7 @@ impl Symbolizer {
     fn name_plt_stubs(&mut self, todo: &mut Vec<u64>, mappings: &[Mapping]) {
         let (tables, cache) = (&mut self.plt_tables, &mut self.cache);
         todo.retain(|&addr| {
-            let Some(m) = mappings.iter().find(|m| m.text_avma.contains(&addr)) else { return true };
+            let Some(m) = mapping_at(mappings, addr) else { return true };
             let table = tables.entry(m.path.clone()).or_insert_with(|| PltTable::read(Path::new(&m.path)).map(Arc::new));
             let Some(name) = table.as_ref().and_then(|t| t.name(addr.wrapping_sub(m.bias))) else { return true };
             let frame = Frame { function: name, file: String::new(), line: 0 };
@@ -163,7 +163,7 @@ impl Symbolizer {
             return groups;
         }
         todo.retain(|&addr| {
-            let Some(m) = mappings.iter().find(|m| m.text_avma.contains(&addr)) else { return true };
+            let Some(m) = mapping_at(mappings, addr) else { return true };
             let file = self
                 .symbol_files
                 .entry(m.path.clone())
@@ -238,6 +238,11 @@ fn lookup(bz: &BzSymbolizer, pid: Pid, addrs: &[u64], out: &mut Vec<(u64, Option
             Err(_) => out.extend(group.iter().map(|&a| (a, Some(Symbolized::default())))),
         }
     }
+}
+
+/// The module whose code contains `addr`.
+fn mapping_at(mappings: &[Mapping], addr: u64) -> Option<&Mapping> {
+    mappings.iter().find(|m| m.text_avma.contains(&addr))
 }
 
 /// Names `addrs` (absolute, of a library loaded with `bias`) from the symbol table of its

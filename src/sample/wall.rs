@@ -261,11 +261,6 @@ fn next_batch() -> Vec<Look> {
     batch
 }
 
-/// Runs `f` on a thread's registry entry; None when it has unregistered (its exit accounted it).
-fn with_entry<R>(tid: i32, f: impl FnOnce(&mut Watched) -> R) -> Option<R> {
-    WATCHED.lock().iter_mut().find(|w| w.tid == tid).map(f)
-}
-
 /// Runs `f` on the entry `look` was copied from, if nothing accounted its time since: not its
 /// exit (it unregistered), not the stop at exit (which accounts every thread up to then).
 fn with_looked_entry<R>(look: &Look, f: impl FnOnce(&mut Watched) -> R) -> Option<R> {
@@ -277,8 +272,9 @@ fn with_looked_entry<R>(look: &Look, f: impl FnOnce(&mut Watched) -> R) -> Optio
 }
 
 /// Takes back the weight of a signal that was never handled (0 if the handler took it).
+/// None when the thread has unregistered (its exit accounted it).
 fn revoke(tid: i32) -> Option<u64> {
-    with_entry(tid, |w| {
+    WATCHED.lock().iter_mut().find(|w| w.tid == tid).map(|w| {
         w.sent_at = None;
         w.shared.pending_ns.swap(0, Ordering::AcqRel)
     })
