@@ -11,12 +11,14 @@
 //! - `export`   exporter thread and destinations (files)
 //! - `profile`  aggregation, symbolization, pprof encoding
 //!
-//! Shared: `config` (DD_* variables), `runtime` (life cycle), `real` (next symbols), `log`.
+//! Shared: `config` (DD_* variables), `runtime` (life cycle), `real` (next symbols), `log`,
+//! `family` (a page shared with forked children).
 
 pub mod child_threads;
 pub mod collect;
 pub mod config;
 pub mod export;
+pub mod family;
 pub mod fork_safe;
 pub mod hooks;
 pub mod log;

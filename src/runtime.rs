@@ -50,6 +50,7 @@ pub fn start() {
     let config = CONFIG.get_or_init(|| config).clone();
     // SAFETY: getpid has no preconditions.
     OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    crate::family::init();
     crate::collect::init_ring(config.max_frames);
     unwind::with_tracker(|tracker| tracker.refresh());
     crate::python::init();

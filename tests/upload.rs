@@ -1004,6 +1004,26 @@ fn agent_down_costs_the_program_nothing() {
     );
 }
 
+/// A fork-heavy program with the Agent down: its short-lived children neither wait on their
+/// way out for an Agent that is not there (each waited 100 ms for a retry) nor print one
+/// warning each.
+#[test]
+fn agent_down_costs_forked_children_nothing() {
+    let port = free_port(); // bound and released: nothing listens there
+    let url = format!("http://127.0.0.1:{port}");
+    let out = common::run(common::program("upload_children.c"))
+        .env("DD_PROFILING_OUTPUT_PPROF", "")
+        .env("DD_TRACE_AGENT_URL", &url)
+        .arg("30")
+        .go();
+    out.assert_success();
+    assert_eq!(out.value::<u32>("failed"), 0, "{}", out.describe_run());
+    // A child's round trip is well under a millisecond of work; the backoff alone was 100 ms.
+    let median_us: u64 = out.value("median_child_us");
+    assert!(median_us < 50_000, "a child took {median_us} µs from fork to wait (median)\n{}", out.describe_run());
+    assert_eq!(count(&out, "warning: cannot upload profiles"), 1, "{}", out.describe_run());
+}
+
 /// A socket that accepts connections and never reads or answers.
 fn silent_agent() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

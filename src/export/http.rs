@@ -42,6 +42,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Nothing accepts connections at the address: refused, or the unix socket is missing.
+    pub fn is_nobody_listening(&self) -> bool {
+        matches!(self, Error::Connect(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound))
+    }
+
     /// Failures worth trying again soon: nobody listening yet, or the connection was dropped.
     pub fn is_transient(&self) -> bool {
         let kind = match self {

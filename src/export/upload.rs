@@ -8,8 +8,10 @@
 //! - at most [`BACKLOG`] unsent profiles are kept; when more arrive the oldest is dropped, and
 //!   the count of dropped profiles goes into the next event's `info.upload`;
 //! - only transient failures (connection refused or reset, no socket yet, HTTP 408/429/5xx) are
-//!   retried, at most [`MAX_RETRIES`] times within the period; others drop the profile;
+//!   retried, at most [`MAX_RETRIES`] times within the period; others drop the profile; at
+//!   exit an Agent that is not listening at all is not retried (no process waits for it);
 //! - failures cost one warning naming the URL and what to check, then at most one a minute;
+//!   forked children do not repeat a warning their family printed (`crate::family`);
 //! - at exit, the final upload is waited for at most `DD_PROFILING_EXIT_FLUSH_TIMEOUT`, and
 //!   requests made for it end by that deadline too.
 
@@ -348,6 +350,8 @@ struct Failure {
     what: String,
     hint: String,
     transient: bool,
+    /// Nothing listens at the Agent's address (refused, or no such socket).
+    nobody_listening: bool,
 }
 
 fn send(
@@ -407,6 +411,7 @@ fn send(
                 what,
                 hint,
                 transient,
+                nobody_listening: false,
             })
         }
         Err(e) => {
@@ -421,6 +426,7 @@ fn send(
             Err(Failure {
                 what: e.to_string(),
                 transient: e.is_transient(),
+                nobody_listening: e.is_nobody_listening(),
                 hint,
             })
         }
@@ -440,6 +446,14 @@ impl Warnings {
     fn failure(&mut self, f: &Failure) {
         self.failing = true;
         match self.last_warning {
+            None if crate::family::set_once(|f| &f.upload_warned) => {
+                // Another process of the family (the parent, or a sibling forked from the
+                // same parent) warned already: a fork-heavy program gets one warning, not
+                // one per child. The once-a-minute reminders below still come.
+                self.shared.warned.store(true, Ordering::Release);
+                log_debug!("profile upload to {} failed: {}", self.url, f.what);
+                self.last_warning = Some(Instant::now());
+            }
             None => {
                 self.shared.warned.store(true, Ordering::Release);
                 log_warn!(
@@ -645,7 +659,7 @@ enum Outcome {
     /// The backlog is empty, or the flush deadline passed.
     Done,
     /// The Agent could not be reached; the backlog is kept for later.
-    Transient,
+    Transient { nobody_listening: bool },
 }
 
 struct Worker {
@@ -692,8 +706,12 @@ impl Worker {
             let outcome = self.send_backlog();
             let mut q = self.shared.lock();
             q.sending = false;
-            if let Outcome::Transient = outcome {
-                if retries_left > 0 && !q.items.is_empty() {
+            if let Outcome::Transient { nobody_listening } = outcome {
+                // At exit, an Agent that is not listening is not waited for: it will not start
+                // within the flush deadline often enough to make every short-lived process
+                // (a forked worker, a shell command) pay the backoff on its way out.
+                let exiting_alone = nobody_listening && q.flush_deadline.is_some();
+                if retries_left > 0 && !q.items.is_empty() && !exiting_alone {
                     retries_left -= 1;
                     attempt += 1;
                     let backoff = if q.flush_deadline.is_some() {
@@ -758,7 +776,7 @@ impl Worker {
                     q.drop_oldest_beyond(BACKLOG);
                     drop(q);
                     self.warnings.failure(&f);
-                    return Outcome::Transient;
+                    return Outcome::Transient { nobody_listening: f.nobody_listening };
                 }
                 Err(f) => {
                     q.count_dropped(1);
