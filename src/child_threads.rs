@@ -29,52 +29,75 @@ use std::time::Duration;
 
 use crate::config::Config;
 
-/// Set in a forked child until its threads start (or its final export took over).
-static DEFERRED: AtomicBool = AtomicBool::new(false);
-/// When the child was forked (monotonic ns).
-static FORKED_AT_NS: AtomicU64 = AtomicU64::new(0);
-/// What the deferred start needs; set before `DEFERRED`, read after it.
-static WALL_INTERVAL_NS: AtomicU64 = AtomicU64::new(0);
+/// This module's state, on one page: a forked child writes it, and every page a child
+/// writes costs it a page fault.
+struct State {
+    /// Set in a forked child until its threads start (or its final export took over).
+    deferred: AtomicBool,
+    /// Whether the fork in progress follows the previous one within `BURST_GAP_NS`. glibc runs
+    /// the prepare and child handlers of one fork under its atfork lock, so one flag suffices.
+    in_burst: AtomicBool,
+    /// When the child was forked (monotonic ns).
+    forked_at_ns: AtomicU64,
+    /// What the deferred start needs; set before `deferred`, read after it.
+    wall_interval_ns: AtomicU64,
+    /// When this process last forked (monotonic ns; 0 = never).
+    last_fork_ns: AtomicU64,
+}
+
+static STATE: State = State {
+    deferred: AtomicBool::new(false),
+    in_burst: AtomicBool::new(false),
+    forked_at_ns: AtomicU64::new(0),
+    wall_interval_ns: AtomicU64::new(0),
+    last_fork_ns: AtomicU64::new(0),
+};
 
 /// Past this age a child counts as long-lived: one exporter drain interval.
 const MIN_AGE_NS: u64 = 100_000_000;
 
 /// A fork this soon after the previous one (more than 10 forks a second) is part of a burst.
 const BURST_GAP_NS: u64 = 100_000_000;
-/// When this process last forked (monotonic ns; 0 = never).
-static LAST_FORK_NS: AtomicU64 = AtomicU64::new(0);
-/// Whether the fork in progress follows the previous one within `BURST_GAP_NS`. glibc runs
-/// the prepare and child handlers of one fork under its atfork lock, so one flag suffices.
-static IN_BURST: AtomicBool = AtomicBool::new(false);
 
 /// In the parent's prepare handler.
 pub fn before_fork() {
     let now = crate::sample::wall::monotonic_ns();
-    let last = LAST_FORK_NS.swap(now, Ordering::Relaxed);
-    IN_BURST.store(last != 0 && now.saturating_sub(last) < BURST_GAP_NS, Ordering::Relaxed);
+    let last = STATE.last_fork_ns.swap(now, Ordering::Relaxed);
+    STATE.in_burst.store(last != 0 && now.saturating_sub(last) < BURST_GAP_NS, Ordering::Relaxed);
+}
+
+/// In a forked child, before `after_fork_in_child`: when the fork happened (monotonic ns), as
+/// read by the parent's prepare handler a moment before (the child need not read the clock).
+pub fn forked_at_ns() -> u64 {
+    STATE.last_fork_ns.load(Ordering::Relaxed)
+}
+
+/// In a forked child: whether its threads wait (the fork was part of a burst).
+pub fn fork_was_in_burst() -> bool {
+    STATE.in_burst.load(Ordering::Relaxed)
 }
 
 /// In the child's fork handler: start the threads now, or, in a fork burst, later.
-pub fn after_fork_in_child(config: &Arc<Config>) {
+pub fn after_fork_in_child(config: &Arc<Config>, forked_at: u64) {
     // The child's own forks are counted from its own first one.
-    LAST_FORK_NS.store(0, Ordering::Relaxed);
-    if IN_BURST.load(Ordering::Relaxed) {
-        defer(config.wall_interval);
+    STATE.last_fork_ns.store(0, Ordering::Relaxed);
+    if STATE.in_burst.load(Ordering::Relaxed) {
+        defer(config.wall_interval, forked_at);
     } else {
         start_threads(config.clone(), config.wall_interval);
     }
 }
 
-fn defer(wall_interval: Duration) {
-    WALL_INTERVAL_NS.store(wall_interval.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
-    FORKED_AT_NS.store(crate::sample::wall::monotonic_ns(), Ordering::Relaxed);
-    DEFERRED.store(true, Ordering::Release);
+fn defer(wall_interval: Duration, forked_at: u64) {
+    STATE.wall_interval_ns.store(wall_interval.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    STATE.forked_at_ns.store(forked_at, Ordering::Relaxed);
+    STATE.deferred.store(true, Ordering::Release);
 }
 
 /// Whether the threads are still waiting to be started.
 #[inline]
 pub fn deferred() -> bool {
-    DEFERRED.load(Ordering::Relaxed)
+    STATE.deferred.load(Ordering::Relaxed)
 }
 
 /// From the sample hooks: start the threads once the child has lived long enough, or at
@@ -84,7 +107,7 @@ pub fn start_if_due(ring_filling: bool) {
     if !deferred() {
         return;
     }
-    let forked_at = FORKED_AT_NS.load(Ordering::Relaxed);
+    let forked_at = STATE.forked_at_ns.load(Ordering::Relaxed);
     if ring_filling || crate::sample::wall::monotonic_ns().saturating_sub(forked_at) >= MIN_AGE_NS {
         start_now();
     }
@@ -96,11 +119,15 @@ pub fn start_now() {
         // A vfork/posix_spawn child of a child shares its memory: it must start nothing.
         return;
     }
-    if !DEFERRED.swap(false, Ordering::AcqRel) {
+    if !STATE.deferred.swap(false, Ordering::AcqRel) {
         return;
     }
     let Some(config) = crate::runtime::config().cloned() else { return };
-    start_threads(config, Duration::from_nanos(WALL_INTERVAL_NS.load(Ordering::Relaxed)));
+    // Until now the child had one thread, this one, and it was not watched (see runtime.rs):
+    // its wall time counts from the fork.
+    let tid = crate::thread::with(|s| s.tid.get());
+    crate::sample::wall::register_forked_main(tid, STATE.forked_at_ns.load(Ordering::Relaxed));
+    start_threads(config, Duration::from_nanos(STATE.wall_interval_ns.load(Ordering::Relaxed)));
 }
 
 fn start_threads(config: Arc<Config>, wall_interval: Duration) {
@@ -113,5 +140,5 @@ fn start_threads(config: Arc<Config>, wall_interval: Duration) {
 /// At exit: true if the threads were never started, so the caller exports inline. Later
 /// triggers start nothing.
 pub fn take_for_exit() -> bool {
-    DEFERRED.swap(false, Ordering::AcqRel)
+    STATE.deferred.swap(false, Ordering::AcqRel)
 }

@@ -28,3 +28,31 @@ pub fn forget_contents<T: Default>(state: &crate::yield_lock::Lock<T>) {
     unsafe { state.force_unlock() };
     std::mem::forget(std::mem::take(&mut *state.lock()));
 }
+
+/// Empties the vector `state` in a forked child. If it was consistent at the fork (its lock
+/// free), its buffer is kept: the child's next push writes one page of it instead of making
+/// a new allocation (several pages of allocator state, each a page fault in a fork-heavy
+/// program). Otherwise as [`forget_contents`]. For plain-data elements (nothing to drop).
+pub fn empty_keeping_capacity<T: Copy>(state: &crate::yield_lock::Lock<Vec<T>>) {
+    if state.is_locked() {
+        forget_contents(state);
+        return;
+    }
+    let mut v = state.lock();
+    if !v.is_empty() {
+        v.clear();
+    }
+}
+
+/// Locked state a forked child drops only if a vanished parent thread held it at the fork.
+pub trait ForkReset {
+    fn forget_if_locked(&self);
+}
+
+impl<T: Default> ForkReset for crate::yield_lock::Lock<T> {
+    fn forget_if_locked(&self) {
+        if self.is_locked() {
+            forget_contents(self);
+        }
+    }
+}

@@ -142,11 +142,6 @@ pub fn register_current() {
     });
 }
 
-/// Forgets the cached tid after fork: the child's surviving thread has a new one.
-pub fn refresh_after_fork() {
-    with(|s| s.tid.set(gettid()));
-}
-
 fn current_stack_bounds() -> Option<(usize, usize)> {
     // SAFETY: attr is initialised by pthread_getattr_np before use and destroyed after.
     unsafe {

@@ -177,6 +177,69 @@ fn fork_storm(forks: usize, extra_env: &[(&str, &str)], timeout: u64) -> (usize,
     (children.len(), elapsed)
 }
 
+/// Children of a fork burst that record nothing hand their profile to their parent, which
+/// writes it under the child's pid (export/handoff.rs): still exactly one profile per child,
+/// with no sample, the parent's sample types, starting at the child's fork and ending by the
+/// time the parent reaped it. The parent's main thread was watched and sampled before the
+/// forks, so this also checks that children do not inherit its wall state (that gave each
+/// child a `[no stack]` wall sample).
+#[test]
+fn quiet_children_of_a_fork_burst_each_get_an_empty_profile_of_their_own() {
+    let out = common::run(common::program("fork_quiet.c"))
+        .arg("40")
+        .arg("wait")
+        .env("DD_PROFILING_LOG_LEVEL", "debug")
+        .go();
+    out.assert_success();
+    assert_no_stray_files(&out);
+    let parent = pids(&out, "parent ")[0];
+    let children = pids(&out, "child ");
+    assert_eq!(children.len(), 40, "{}", out.describe_run());
+    let parent_types = common::sample_types(&out.files.iter().find(|f| f.pid == parent).expect("the parent's profile").profile);
+    let fork_ns = values(&out, "child ", "fork_ns");
+    let end_ns = values(&out, "child ", "end_ns");
+    // The first fork is not part of a burst: that child starts its own threads and writes
+    // its own profile; what it has must have stacks (its thread's wall state is its own).
+    let first = out.files.iter().find(|f| f.pid == children[0]).expect("the first child's profile");
+    assert!(
+        first.profile.sample.iter().all(|s| !s.location_id.is_empty()),
+        "the first child has samples without a stack\n{}",
+        out.describe_run()
+    );
+    for (i, &pid) in children.iter().enumerate().skip(1) {
+        let files: Vec<_> = out.files.iter().filter(|f| f.pid == pid).collect();
+        assert_eq!(files.len(), 1, "child {pid} has {} profiles\n{}", files.len(), out.describe_run());
+        let p = &files[0].profile;
+        assert!(p.sample.is_empty(), "quiet child {pid} has {} samples\n{}", p.sample.len(), out.describe_run());
+        assert_eq!(common::sample_types(p), parent_types, "child {pid}");
+        let (forked, reaped): (i64, i64) = (fork_ns[i].parse().unwrap(), end_ns[i].parse().unwrap());
+        assert!(
+            forked <= p.time_nanos && p.time_nanos + p.duration_nanos <= reaped,
+            "child {pid}: profile covers {}+{} ns, the child lived within {forked}..{reaped}",
+            p.time_nanos,
+            p.duration_nanos
+        );
+    }
+    // They were written by the parent (the child writing its own is the fallback).
+    let handed_over = out.stderr.lines().filter(|l| l.contains("wrote the profile of quiet child")).count();
+    assert!(handed_over >= 30, "only {handed_over} of 39 quiet children handed their profile over\n{}", out.describe_run());
+}
+
+/// Quiet children that outlive their parent (it exits without waiting) cannot hand their
+/// profile to it: each writes its own.
+#[test]
+fn quiet_children_that_outlive_their_parent_write_their_own_profile() {
+    let out = common::run(common::program("fork_quiet.c")).arg("10").arg("orphan").go();
+    out.assert_success();
+    assert_no_stray_files(&out);
+    let children = pids(&out, "child ");
+    assert_eq!(children.len(), 10, "{}", out.describe_run());
+    for pid in children {
+        let files: Vec<_> = out.files.iter().filter(|f| f.pid == pid).collect();
+        assert_eq!(files.len(), 1, "child {pid} has {} profiles\n{}", files.len(), out.describe_run());
+    }
+}
+
 /// The storm, scaled from 500 to 300 forks: on a loaded 2-core machine a fork and
 /// reap costs ~140 ms with the library (the child starts an exporter thread and writes its
 /// final profile, each step waiting for a CPU) against ~10 ms without, and 500 forks took

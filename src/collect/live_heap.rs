@@ -95,6 +95,11 @@ fn filter_remove(index: usize) {
     let _ = FILTER[index].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c > 0 && c < u8::MAX).then(|| c - 1));
 }
 
+/// Sampled allocations the table had no room for, since the last `take_lost`.
+pub fn lost() -> u64 {
+    LOST.load(Ordering::Relaxed)
+}
+
 /// Sampled allocations that could not be tracked since the last call.
 pub fn take_lost() -> u64 {
     LOST.swap(0, Ordering::Relaxed)

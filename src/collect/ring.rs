@@ -70,6 +70,8 @@ pub struct Ring {
     words: WipedOnFork<AtomicU64>,
     stride: usize,
     cursor: AtomicUsize,
+    /// `cursor` when this (forked) process started: unchanged means nothing was recorded since.
+    cursor_at_fork: AtomicUsize,
     dropped: AtomicU64,
 }
 
@@ -84,6 +86,7 @@ impl Ring {
             words: WipedOnFork::new(slots * stride).expect("cannot map the sample ring"),
             stride,
             cursor: AtomicUsize::new(0),
+            cursor_at_fork: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
         }
     }
@@ -161,7 +164,15 @@ impl Ring {
                 state.store(FREE, Ordering::Relaxed);
             }
         }
-        self.dropped.store(0, Ordering::Relaxed);
+        if self.dropped.load(Ordering::Relaxed) != 0 {
+            self.dropped.store(0, Ordering::Relaxed);
+        }
+        self.cursor_at_fork.store(self.cursor.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// In a forked child: whether no record was claimed (or dropped) since the fork.
+    pub fn untouched_since_fork(&self) -> bool {
+        self.cursor.load(Ordering::Relaxed) == self.cursor_at_fork.load(Ordering::Relaxed) && self.dropped.load(Ordering::Relaxed) == 0
     }
 }
 

@@ -1,6 +1,7 @@
 //! Cold side: the exporter thread and where profiles go.
 pub mod exporter;
 pub mod file;
+pub mod handoff;
 pub mod http;
 pub mod multipart;
 pub mod upload;

@@ -99,8 +99,13 @@ impl Default for Aggregator {
 
 impl Aggregator {
     pub fn new() -> Self {
+        Self::starting_at(SystemTime::now())
+    }
+
+    /// An aggregator whose first period starts at `start`.
+    pub fn starting_at(start: SystemTime) -> Self {
         Aggregator {
-            start: SystemTime::now(),
+            start,
             samples: HashMap::new(),
             thread_names: HashMap::new(),
             dropped: 0,

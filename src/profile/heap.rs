@@ -10,6 +10,7 @@
 //! blocks are the parent's blocks (DESIGN choice documented in the README).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::aggregate::SampleKey;
 
@@ -73,6 +74,7 @@ impl LiveHeap {
                 },
             }
         }
+        LIVE_BLOCKS.store(self.blocks.len(), Ordering::Relaxed);
     }
 
     /// A free waits for its allocation for one more drain, then is forgotten.
@@ -101,12 +103,21 @@ impl LiveHeap {
 }
 
 pub static LIVE_HEAP: crate::yield_lock::Lock<Option<LiveHeap>> = crate::yield_lock::Lock::new(None);
+/// How many blocks `LIVE_HEAP` holds, readable without its lock (a forked child asks whether
+/// its profile will have any heap sample without writing the lock's page).
+static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether no sampled allocation is known to be live (inherited ones included).
+pub fn nothing_live() -> bool {
+    LIVE_BLOCKS.load(Ordering::Relaxed) == 0
+}
 
 /// In a forked child: keep the parent's live set if it was consistent at the fork (no one
 /// held its lock); otherwise start empty, on both sides.
 pub fn after_fork_in_child() {
     if !crate::fork_safe::keep_if_consistent(&LIVE_HEAP) {
         crate::collect::live_heap::clear();
+        LIVE_BLOCKS.store(0, Ordering::Relaxed);
     }
 }
 

@@ -189,7 +189,10 @@ fn report_if_stuck() {
 
 /// A forked child: a callback queued by the parent may or may not run in the child.
 pub fn after_fork_in_child() {
-    QUEUED.store(false, Ordering::Release);
+    // Written only when set: each page a forked child writes costs it a fault.
+    if QUEUED.load(Ordering::Acquire) {
+        QUEUED.store(false, Ordering::Release);
+    }
 }
 
 /// Does nothing: queued from the main thread, it only makes CPython recompute the eval breaker.

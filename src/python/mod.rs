@@ -81,7 +81,7 @@ fn control() -> crate::yield_lock::LockGuard<'static, Control> {
 /// In a forked child: the parent's exporter may have held the cold-side locks at the fork;
 /// their holder does not exist here. State that may be half-updated is dropped.
 pub fn after_fork_in_child() {
-    if CONTROL.try_lock().is_none() {
+    if CONTROL.is_locked() {
         // SAFETY: the holder was a parent thread that does not exist in the child.
         unsafe { CONTROL.force_unlock() };
         *CONTROL.lock() = Control { searched: None, given_up: false, validated: false, failed_checks: 0 };

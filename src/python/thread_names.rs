@@ -34,8 +34,11 @@ pub fn forget(gone: impl Fn(i32) -> bool) {
 /// thread's name is still right; other threads do not exist in the child and are pruned).
 pub fn after_fork_in_child() {
     crate::fork_safe::keep_if_consistent(&NAMES);
-    crate::fork_safe::forget_contents(&WANTED);
-    crate::fork_safe::forget_contents(&UNNAMED);
+    // Kept when consistent (read only, no page written): the parent's tids in them are
+    // dropped like any gone thread's.
+    for list in [&WANTED as &dyn crate::fork_safe::ForkReset, &UNNAMED] {
+        list.forget_if_locked();
+    }
 }
 
 /// Under the GIL (from `gil_tasks`): reads every running `threading.Thread`.

@@ -57,6 +57,7 @@ struct Shared {
     pending_ns: &'static AtomicU64,
 }
 
+#[derive(Clone, Copy)]
 struct Watched {
     tid: i32,
     shared: Shared,
@@ -98,6 +99,11 @@ pub fn monotonic_ns() -> u64 {
 
 /// Adds the calling thread (called on the thread itself, at its start).
 pub fn register_current(tid: i32) {
+    register_current_since(tid, monotonic_ns());
+}
+
+/// Adds the calling thread, its wall time counted from `since` (monotonic ns).
+fn register_current_since(tid: i32, since: u64) {
     let shared = thread::with(|s| {
         s.wall_pending_ns.store(0, Ordering::Release);
         // SAFETY: the thread's TLS outlives its registration: it unregisters in its pthread
@@ -116,7 +122,7 @@ pub fn register_current(tid: i32) {
         tid,
         shared,
         sent_at: None,
-        accounted_until: monotonic_ns(),
+        accounted_until: since,
         confirmed_idle_cpu: None,
         stack_hi: thread::with(|s| s.stack_hi.get() as u64),
     };
@@ -181,12 +187,27 @@ pub fn stop_and_account() {
 
 /// In a forked child only the calling thread exists: it is watched from now on, and the
 /// sampler thread is started again later (child_threads.rs), if the child lives on. A weight
-/// the parent's sampler handed to this thread belongs to the parent's profile.
-pub fn after_fork_in_child(tid: i32) {
-    crate::fork_safe::forget_contents(&WATCHED);
-    thread::with(|s| s.wall_pending_ns.store(0, Ordering::Release));
+/// the parent's sampler handed to this thread belongs to the parent's profile, and so do its
+/// captures: the child's time is attributed from the child's first capture on (the parent's
+/// last stack is not in the child's profile, so reusing it gave `[no stack]` samples).
+///
+/// `watch_since`: when the child's wall time starts (its fork), or None when its watching waits
+/// for its deferred threads (child_threads.rs; `register_forked_main`).
+pub fn after_fork_in_child(tid: i32, watch_since: Option<u64>) {
+    crate::fork_safe::empty_keeping_capacity(&WATCHED);
+    thread::with(|s| {
+        s.wall_pending_ns.store(0, Ordering::Release);
+        s.wall_captures.store(0, Ordering::Release);
+    });
+    if let Some(since) = watch_since {
+        register_forked_main(tid, since);
+    }
+}
+
+/// Watches a forked child's main thread from `forked_at` (monotonic ns).
+pub fn register_forked_main(tid: i32, forked_at: u64) {
     if WALL_SAMPLING.load(Ordering::Acquire) {
-        register_current(tid);
+        register_current_since(tid, forked_at);
     }
 }
 
