@@ -22,6 +22,7 @@ pub mod family;
 pub mod fork_safe;
 pub mod hooks;
 pub mod log;
+pub mod own_heap;
 pub mod profile;
 pub mod python;
 pub mod real;
@@ -33,6 +34,10 @@ pub mod sample;
 pub mod thread;
 pub mod tls_counter;
 pub mod yield_lock;
+
+/// The library's own allocations never go through the program's malloc (own_heap.rs).
+#[global_allocator]
+static OWN_HEAP: own_heap::OwnHeap = own_heap::OwnHeap;
 
 /// Load-time constructor. It starts the profiler only when this code is running as the
 /// preloaded shared library, not when the crate is linked into a program (the tests,

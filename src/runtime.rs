@@ -277,6 +277,7 @@ unsafe extern "C" fn after_fork_in_parent() {
 /// fork burst, when it turns out to live on (child_threads.rs), so it leaves profiles under
 /// its own pid.
 unsafe extern "C" fn after_fork_in_child() {
+    crate::own_heap::after_fork_in_child();
     if !active() {
         restore_cpu_signal_after_fork();
         return;

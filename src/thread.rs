@@ -19,8 +19,12 @@ pub struct ThreadState {
     /// Set while the library itself runs on this thread (hooks, profiler code), so hooks
     /// reached from inside the library pass straight through.
     pub in_profiler: Cell<bool>,
-    /// The library's own threads (exporter) are never sampled.
+    /// The library's own threads (exporter) are never sampled, and their C allocations come
+    /// from the library's own heap (own_heap.rs).
     pub internal: Cell<bool>,
+    /// Set while `spawn_internal` creates a thread: the pthread_create hook marks it internal
+    /// from its very first instruction (before Rust's thread start allocates).
+    pub spawning_internal: Cell<bool>,
     pub alloc_started: Cell<bool>,
     /// xorshift state for this thread's sampling draws; 0 until seeded.
     pub rng: Cell<u64>,
@@ -53,42 +57,44 @@ pub struct ThreadState {
 /// Most lock holds one thread follows at once (see sample/lock.rs).
 pub const LOCK_HELD_MAX: usize = 4;
 
-impl ThreadState {
-    const fn new() -> Self {
-        ThreadState {
-            tid: Cell::new(0),
-            stack_lo: Cell::new(0),
-            stack_hi: Cell::new(0),
-            last_cpu_ns: Cell::new(0),
-            in_profiler: Cell::new(false),
-            internal: Cell::new(false),
-            alloc_started: Cell::new(false),
-            rng: Cell::new(0),
-            wall_captures: AtomicU64::new(0),
-            wall_capture_cpu_ns: AtomicU64::new(0),
-            wall_capture_pc: AtomicU64::new(0),
-            wall_capture_sp: AtomicU64::new(0),
-            wall_pending_ns: AtomicU64::new(0),
-            lock_hold_started: Cell::new(false),
-            lock_wait_left: Cell::new(0),
-            lock_wait_started: Cell::new(false),
-            lock_hold_left: Cell::new(0),
-            lock_hold_time_started: Cell::new(false),
-            lock_held_count: Cell::new(0),
-            lock_held_addr: [const { Cell::new(0) }; LOCK_HELD_MAX],
-            lock_held_since: [const { Cell::new(0) }; LOCK_HELD_MAX],
-        }
-    }
-}
 
-thread_local! {
-    static STATE: ThreadState = const { ThreadState::new() };
-}
+// Each thread's `ThreadState`, in initial-exec TLS (see tls_counter.rs): one `mov` from the
+// thread pointer finds it. Rust's `thread_local!` goes through `__tls_get_addr` in a shared
+// object: a call on every hook, and in a forked child two more pages to fault in (the
+// loader's code and our PLT stub). The block is zero-filled in every new thread: every
+// field's initial value is a zero or false (checked by a test).
+std::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".balign 64",
+    ".globl ddprof_thread_state",
+    ".hidden ddprof_thread_state",
+    ".type ddprof_thread_state, @object",
+    ".size ddprof_thread_state, {size}",
+    "ddprof_thread_state:",
+    ".zero {size}",
+    ".popsection",
+    size = const std::mem::size_of::<ThreadState>(),
+);
 
-/// Runs `f` with this thread's state. Never allocates (const TLS, no destructor).
+/// Runs `f` with this thread's state. Never allocates, never calls anything.
 #[inline(always)]
 pub fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
-    STATE.with(f)
+    let state: usize;
+    // SAFETY: fs:[0] holds the thread pointer (the TCB points to itself on x86-64), and the
+    // GOT slot holds our block's offset from it, written by the loader (TPOFF relocation).
+    unsafe {
+        std::arch::asm!(
+            "mov {p}, qword ptr fs:[0]",
+            "add {p}, qword ptr [rip + ddprof_thread_state@GOTTPOFF]",
+            p = out(reg) state,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    // SAFETY: the block is this thread's, as large and aligned as a ThreadState, zero-filled
+    // at thread start (a valid ThreadState: see above), and only ever used through shared
+    // references to its Cells and atomics on this thread (and atomics from the wall sampler).
+    // `f` cannot keep the reference: its result type does not depend on the borrow.
+    f(unsafe { &*(state as *const ThreadState) })
 }
 
 /// Kernel thread id of the calling thread (a raw syscall: async-signal-safe).
@@ -165,15 +171,26 @@ fn current_stack_bounds() -> Option<(usize, usize)> {
 pub fn spawn_internal(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     // The pthread_create hook sees this flag on the spawning thread and passes straight through.
     let _guard = ReentrancyGuard::enter();
-    std::thread::Builder::new().name(name.to_string()).spawn(move || {
+    with(|s| s.spawning_internal.set(true));
+    let spawned = std::thread::Builder::new().name(name.to_string()).spawn(move || {
         block_cpu_signal();
-        with(|s| {
-            s.internal.set(true);
-            s.in_profiler.set(true);
-        });
         body();
-    })?;
+    });
+    with(|s| s.spawning_internal.set(false));
+    spawned?;
     Ok(())
+}
+
+/// The first thing a library thread runs (from the pthread_create hook's trampoline): it is
+/// never sampled, never counted as the program's, and allocates from the library's heap.
+pub fn mark_internal() {
+    with(|s| {
+        s.internal.set(true);
+        s.in_profiler.set(true);
+    });
+    // Every allocation crosses the "sample point", so each takes the hooks' slow path, where
+    // an internal thread's block is served from the library's own heap.
+    crate::tls_counter::alloc_bytes_left::set(i64::MIN / 2);
 }
 
 /// Keeps SIGPROF away from the calling thread.
@@ -208,4 +225,34 @@ fn seed() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let mixed = (ts.tv_nsec as u64) ^ (ts.tv_sec as u64) << 30 ^ (gettid() as u64) << 17;
     mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_threads_state_is_the_zero_state() {
+        let fresh = std::thread::spawn(|| {
+            with(|s| {
+                s.tid.get() == 0
+                    && s.stack_lo.get() == 0
+                    && s.stack_hi.get() == 0
+                    && s.last_cpu_ns.get() == 0
+                    && !s.in_profiler.get()
+                    && !s.internal.get()
+                    && !s.spawning_internal.get()
+                    && s.wall_captures.load(std::sync::atomic::Ordering::Relaxed) == 0
+                    && s.wall_pending_ns.load(std::sync::atomic::Ordering::Relaxed) == 0
+                    && s.lock_held_count.get() == 0
+                    && s.lock_held_addr.iter().all(|a| a.get() == 0)
+            })
+        });
+        assert!(fresh.join().unwrap());
+        // And the state is the thread's own. (Fields the allocation hooks set on the thread's
+        // first malloc, such as its random state, are left out: std's thread start allocates.)
+        with(|s| s.lock_hold_left.set(12345));
+        assert_eq!(std::thread::spawn(|| with(|s| s.lock_hold_left.get())).join().unwrap(), 0);
+        assert_eq!(with(|s| s.lock_hold_left.get()), 12345);
+    }
 }

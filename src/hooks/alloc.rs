@@ -4,6 +4,7 @@
 //! `malloc_usable_size` is not interposed: blocks are the next allocator's own.
 
 use crate::collect::live_heap;
+use crate::own_heap;
 use crate::real_alloc::{self, arena_alloc, in_arena};
 use crate::sample::alloc::{on_alloc, on_free, on_sample_point, reaches_sample_point};
 
@@ -47,6 +48,14 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 #[cold]
 #[inline(never)]
 extern "C" fn malloc_at_sample_point(size: size_t) -> *mut c_void {
+    // The library's own threads always come here (their countdown never rises above zero).
+    if own_heap::on_own_thread() {
+        if let Some(block) = own_heap::c_malloc(size) {
+            return block;
+        }
+        // SAFETY: as in `malloc` (too big for the own heap's classes).
+        return unsafe { real_alloc::malloc_fn()(size) };
+    }
     // SAFETY: as in `malloc`.
     at_sample_point(unsafe { real_alloc::malloc_fn()(size) }, size)
 }
@@ -69,6 +78,11 @@ extern "C" fn free_slow(ptr: *mut c_void) {
     if ptr.is_null() || in_arena(ptr) {
         return;
     }
+    if own_heap::owns(ptr) {
+        // SAFETY: a C block of the library's heap (pinned in the filter, so it came here),
+        // which the caller frees.
+        return unsafe { own_heap::c_free(ptr) };
+    }
     on_free(ptr);
     // SAFETY: as in `free`.
     unsafe { real_alloc::free_fn()(ptr) }
@@ -86,6 +100,15 @@ pub unsafe extern "C" fn calloc(count: size_t, size: size_t) -> *mut c_void {
 #[cold]
 #[inline(never)]
 extern "C" fn calloc_at_sample_point(count: size_t, size: size_t) -> *mut c_void {
+    if own_heap::on_own_thread() {
+        if let Some(block) = count.checked_mul(size).and_then(own_heap::c_malloc) {
+            if !block.is_null() {
+                // SAFETY: the block has at least count * size bytes.
+                unsafe { std::ptr::write_bytes(block.cast::<u8>(), 0, count * size) };
+            }
+            return block;
+        }
+    }
     // SAFETY: as in `calloc`.
     at_sample_point(unsafe { real_alloc::calloc_fn()(count, size) }, count.wrapping_mul(size))
 }
@@ -109,6 +132,9 @@ extern "C" fn realloc_slow(ptr: *mut c_void, size: size_t) -> *mut c_void {
     if in_arena(ptr) {
         return realloc_arena_block(ptr, size);
     }
+    if own_heap::owns(ptr) {
+        return realloc_own_block(ptr, size);
+    }
     if !ptr.is_null() {
         // The old block is gone after a successful realloc; if it fails the block stays but
         // is no longer tracked, which only under-counts the live heap.
@@ -124,8 +150,35 @@ extern "C" fn realloc_slow(ptr: *mut c_void, size: size_t) -> *mut c_void {
 #[cold]
 #[inline(never)]
 extern "C" fn realloc_at_sample_point(ptr: *mut c_void, size: size_t) -> *mut c_void {
+    if ptr.is_null() && own_heap::on_own_thread() {
+        return malloc_at_sample_point(size);
+    }
     // SAFETY: as in `realloc`.
     at_sample_point(unsafe { real_alloc::realloc_fn()(ptr, size) }, size)
+}
+
+/// realloc of a C block of the library's own heap (made on one of its threads): moved to a new
+/// block of the right size; `realloc(p, 0)` frees it and returns null, as glibc does.
+fn realloc_own_block(ptr: *mut c_void, size: size_t) -> *mut c_void {
+    if size == 0 {
+        // SAFETY: ptr is a live own block, which realloc(p, 0) frees.
+        unsafe { own_heap::c_free(ptr) };
+        return std::ptr::null_mut();
+    }
+    let moved = match own_heap::c_malloc(size) {
+        Some(block) => block,
+        // SAFETY: forwarding a fresh allocation to the next allocator (too big for a class).
+        None => unsafe { real_alloc::malloc_fn()(size) },
+    };
+    if !moved.is_null() {
+        // SAFETY: ptr is live with `c_usable_size` bytes; moved has at least `size`.
+        unsafe {
+            let keep = own_heap::c_usable_size(ptr).min(size);
+            std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), moved.cast::<u8>(), keep);
+            own_heap::c_free(ptr);
+        }
+    }
+    moved
 }
 
 /// realloc of a bootstrap-arena block: copied into a real block once the next allocator is

@@ -25,6 +25,10 @@ pub unsafe extern "C" fn pthread_create(
     }
     // SAFETY: dlsym found the next pthread_create, which has this signature.
     let next: PthreadCreateFn = unsafe { std::mem::transmute(next) };
+    if thread::with(|s| s.spawning_internal.get()) {
+        // SAFETY: forwarding the caller's arguments, with `next` the next pthread_create.
+        return unsafe { create_internal(next, thread_out, attr, routine, arg) };
+    }
     let pass_through = !crate::runtime::active() || thread::with(|s| s.in_profiler.get());
     if pass_through {
         // SAFETY: forwarding the caller's arguments unchanged.
@@ -40,6 +44,35 @@ pub unsafe extern "C" fn pthread_create(
         drop(unsafe { Box::from_raw(start) });
     }
     rc
+}
+
+/// A thread of the library's own (`thread::spawn_internal`): marked internal before Rust's
+/// thread start runs (it allocates, and glibc registers its thread-local destructors).
+///
+/// # Safety
+/// As `pthread_create`; `next` is the next pthread_create.
+unsafe fn create_internal(
+    next: PthreadCreateFn,
+    thread_out: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    routine: StartRoutine,
+    arg: *mut libc::c_void,
+) -> libc::c_int {
+    let start = Box::into_raw(Box::new(ThreadStart { routine, arg }));
+    // SAFETY: the trampoline takes ownership of `start` exactly once if the thread starts.
+    let rc = unsafe { next(thread_out, attr, internal_trampoline, start.cast()) };
+    if rc != 0 {
+        // SAFETY: the thread was not created, so the box is still ours.
+        drop(unsafe { Box::from_raw(start) });
+    }
+    rc
+}
+
+extern "C" fn internal_trampoline(start: *mut libc::c_void) -> *mut libc::c_void {
+    crate::thread::mark_internal();
+    // SAFETY: `start` is the Box leaked by create_internal, handed to this thread only.
+    let ThreadStart { routine, arg } = *unsafe { Box::from_raw(start as *mut ThreadStart) };
+    routine(arg)
 }
 
 extern "C" fn trampoline(start: *mut libc::c_void) -> *mut libc::c_void {

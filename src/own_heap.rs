@@ -1,0 +1,363 @@
+//! The library's own heap: every Rust allocation of libddprof, and every C allocation made on
+//! the library's own threads (glibc's internal ones included), comes from here, never from the
+//! program's malloc.
+//!
+//! Why: glibc gives each thread that first calls malloc an arena of its own, so the profiler's
+//! threads (exporter, wall sampler, uploader) each added an arena to the program. At every
+//! fork glibc locks and unlocks every arena on both sides of the fork, and once parent and
+//! child share their pages each of those writes is a page fault: three more faults in the
+//! parent and three in the child for every fork, ≈ 30 µs of a 120 µs fork + exit + wait here.
+//! Keeping our memory apart also keeps the profiler out of the program's arenas, heap
+//! statistics and fragmentation. The first C allocation on our threads is glibc's own (the
+//! registration of a thread-local destructor, `__cxa_thread_atexit_impl`), so routing Rust
+//! allocations alone would not do; the malloc hooks send a C allocation here when it is made
+//! on one of our threads (`on_own_thread`), and a free here when the block lies in our region
+//! (`owns`).
+//!
+//! The design is deliberately plain (the cold side allocates little and rarely contends):
+//! power-of-two size classes from 16 B to 64 KiB, carved from 1 MiB chunks of one reserved
+//! address range (so ownership is a range test) and recycled through one free list per class,
+//! under one lock that yields while it waits. Rust blocks above 64 KiB get a mapping of their
+//! own, returned to the kernel when freed; C blocks carry a 16-byte header with their size.
+//! Small blocks are kept for reuse, so the heap's size is its peak use.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::yield_lock::Lock;
+
+const MIN_SHIFT: u32 = 4;
+const CLASSES: usize = 13; // 16 B … 64 KiB
+const LARGEST_CLASS: usize = 1 << (MIN_SHIFT as usize + CLASSES - 1);
+const CHUNK: usize = 1 << 20;
+const PAGE: usize = 4096;
+/// Address space reserved for the chunks (not memory: only committed chunks count).
+const REGION: usize = 1 << 30;
+/// In front of each C block: its size class, so that `free` (which gets no size) knows it.
+const C_HEADER: usize = 16;
+
+struct FreeBlock {
+    next: *mut FreeBlock,
+}
+
+struct Heap {
+    free: [*mut FreeBlock; CLASSES],
+    /// The unused rest of the current chunk.
+    bump: usize,
+    bump_end: usize,
+    /// The next chunk to commit in the region.
+    next_chunk: usize,
+}
+
+// SAFETY: the raw pointers are only touched under HEAP's lock.
+unsafe impl Send for Heap {}
+
+const EMPTY: Heap = Heap { free: [null_mut(); CLASSES], bump: 0, bump_end: 0, next_chunk: 0 };
+static HEAP: Lock<Heap> = Lock::new(EMPTY);
+/// The reserved region's start (0 until reserved).
+static REGION_BASE: AtomicUsize = AtomicUsize::new(0);
+
+/// The allocator of every Rust allocation in the library.
+pub struct OwnHeap;
+
+/// Bytes a request takes: its size, rounded up to its alignment.
+fn block_size(layout: Layout) -> usize {
+    layout.size().max(layout.align()).max(1)
+}
+
+fn class_of(size: usize) -> usize {
+    let shift = size.next_power_of_two().trailing_zeros().max(MIN_SHIFT);
+    (shift - MIN_SHIFT) as usize
+}
+
+fn class_size(class: usize) -> usize {
+    1 << (class + MIN_SHIFT as usize)
+}
+
+fn round_to_page(size: usize) -> Option<usize> {
+    size.checked_add(PAGE - 1).map(|s| s & !(PAGE - 1))
+}
+
+/// A fresh private anonymous mapping of `len` bytes (a multiple of the page size), or null.
+fn map(len: usize, prot: libc::c_int, extra_flags: libc::c_int) -> *mut u8 {
+    // SAFETY: a new anonymous mapping; no existing memory is affected.
+    let p = unsafe { libc::mmap(null_mut(), len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// The region's start, reserving it on first use (inaccessible, so it costs no memory and
+/// no commit charge until chunks are made accessible).
+fn region_base() -> usize {
+    let base = REGION_BASE.load(Ordering::Acquire);
+    if base != 0 {
+        return base;
+    }
+    let p = map(REGION, libc::PROT_NONE, libc::MAP_NORESERVE) as usize;
+    // Only called under HEAP's lock: no other thread reserves at the same time.
+    REGION_BASE.store(p, Ordering::Release);
+    p
+}
+
+/// A block of more than the largest class: its own mapping, aligned as asked (an over-sized
+/// mapping trimmed at both ends when the alignment exceeds a page).
+fn alloc_large(size: usize, align: usize) -> *mut u8 {
+    let Some(len) = round_to_page(size) else { return null_mut() };
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    if align <= PAGE {
+        return map(len, rw, 0);
+    }
+    let Some(padded) = len.checked_add(align) else { return null_mut() };
+    let base = map(padded, rw, 0);
+    if base.is_null() {
+        return base;
+    }
+    let start = (base as usize + align - 1) & !(align - 1);
+    // SAFETY: both ranges lie inside the mapping just made, outside the block handed out.
+    unsafe {
+        if start > base as usize {
+            libc::munmap(base.cast(), start - base as usize);
+        }
+        let end = start + len;
+        let mapped_end = base as usize + padded;
+        if mapped_end > end {
+            libc::munmap(end as *mut libc::c_void, mapped_end - end);
+        }
+    }
+    start as *mut u8
+}
+
+impl Heap {
+    fn alloc(&mut self, class: usize) -> *mut u8 {
+        let head = self.free[class];
+        if !head.is_null() {
+            // SAFETY: blocks on a free list are unused blocks of this class, each holding the
+            // link written when it was freed.
+            self.free[class] = unsafe { (*head).next };
+            return head.cast();
+        }
+        self.carve(class_size(class))
+    }
+
+    /// A new block from the current chunk, aligned to its size (so every alignment up to the
+    /// block size holds), starting a new chunk when this one is used up.
+    fn carve(&mut self, size: usize) -> *mut u8 {
+        let aligned = |at: usize| (at + size - 1) & !(size - 1);
+        let mut start = aligned(self.bump);
+        if self.bump == 0 || start + size > self.bump_end {
+            let chunk = self.commit_chunk();
+            if chunk == 0 {
+                return null_mut();
+            }
+            self.bump_end = chunk + CHUNK;
+            // Chunks are page aligned: only blocks above a page may skip a little of it.
+            start = aligned(chunk);
+        }
+        self.bump = start + size;
+        start as *mut u8
+    }
+
+    /// Makes the region's next chunk accessible; 0 when the region is used up or the kernel
+    /// refuses (out of memory).
+    fn commit_chunk(&mut self) -> usize {
+        let base = region_base();
+        if base == 0 || self.next_chunk + CHUNK > REGION {
+            return 0;
+        }
+        let chunk = base + self.next_chunk;
+        // SAFETY: the chunk lies in our reserved region, which nothing else uses.
+        let rc = unsafe { libc::mprotect(chunk as *mut libc::c_void, CHUNK, libc::PROT_READ | libc::PROT_WRITE) };
+        if rc != 0 {
+            return 0;
+        }
+        self.next_chunk += CHUNK;
+        chunk
+    }
+
+    /// # Safety
+    /// `ptr` is an unused block of `class`, from this heap.
+    unsafe fn free(&mut self, ptr: *mut u8, class: usize) {
+        let block = ptr.cast::<FreeBlock>();
+        // SAFETY: the block is at least 16 bytes, aligned to its size, and unused.
+        unsafe { (*block).next = self.free[class] };
+        self.free[class] = block;
+    }
+}
+
+// SAFETY: blocks are distinct, at least `layout.size()` bytes, aligned to `layout.align()`
+// (class blocks are aligned to their power-of-two size ≥ the alignment; large blocks as
+// mapped), and are handed out again only after `dealloc`.
+unsafe impl GlobalAlloc for OwnHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let size = block_size(layout);
+        if size > LARGEST_CLASS {
+            return alloc_large(layout.size(), layout.align());
+        }
+        HEAP.lock().alloc(class_of(size))
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let size = block_size(layout);
+        if size > LARGEST_CLASS {
+            if let Some(len) = round_to_page(layout.size()) {
+                // SAFETY: a large block is exactly the mapping `alloc_large` kept.
+                unsafe { libc::munmap(ptr.cast(), len) };
+            }
+            return;
+        }
+        // SAFETY: GlobalAlloc's contract: ptr came from `alloc` with this layout, hence from
+        // this class, and the caller no longer uses it.
+        unsafe { HEAP.lock().free(ptr, class_of(size)) };
+    }
+}
+
+// ---------------------------------------------------------------- C blocks (malloc hooks)
+
+/// Whether the calling thread is one of the library's own: its C allocations come from here.
+pub fn on_own_thread() -> bool {
+    crate::thread::with(|s| s.internal.get())
+}
+
+/// Whether `ptr` is a block of this heap (a C block, as handed out by `c_malloc`).
+#[inline]
+pub fn owns(ptr: *mut libc::c_void) -> bool {
+    let base = REGION_BASE.load(Ordering::Relaxed);
+    base != 0 && (ptr as usize).wrapping_sub(base) < REGION
+}
+
+/// malloc for the library's own threads: None when the block would exceed the largest class
+/// (the caller then uses the next allocator), null when out of memory.
+pub fn c_malloc(size: usize) -> Option<*mut libc::c_void> {
+    let total = size.checked_add(C_HEADER).filter(|&t| t <= LARGEST_CLASS)?;
+    let class = class_of(total);
+    let block = HEAP.lock().alloc(class);
+    if block.is_null() {
+        return Some(null_mut());
+    }
+    // SAFETY: the block has at least `total` bytes; its first word records its class.
+    unsafe { block.cast::<usize>().write(class) };
+    // Sampled-or-special blocks are found by one filter test in the free hook: pin this one.
+    let user = block.wrapping_add(C_HEADER).cast::<libc::c_void>();
+    crate::collect::live_heap::pin(user as u64);
+    Some(user)
+}
+
+/// The usable size of a C block of this heap.
+///
+/// # Safety
+/// `ptr` is a live block from `c_malloc`.
+pub unsafe fn c_usable_size(ptr: *mut libc::c_void) -> usize {
+    // SAFETY: the caller's guarantee: the header lies just before ptr.
+    let class = unsafe { ptr.cast::<u8>().sub(C_HEADER).cast::<usize>().read() };
+    class_size(class) - C_HEADER
+}
+
+/// free for a block of this heap.
+///
+/// # Safety
+/// `ptr` is a live block from `c_malloc`, not used after this call.
+pub unsafe fn c_free(ptr: *mut libc::c_void) {
+    // SAFETY: the caller's guarantee: the header lies just before ptr.
+    let block = unsafe { ptr.cast::<u8>().sub(C_HEADER) };
+    // SAFETY: as above; the header holds the class the block was allocated from.
+    let class = unsafe { block.cast::<usize>().read() };
+    // SAFETY: the block is unused from now on and belongs to `class`.
+    unsafe { HEAP.lock().free(block, class) };
+}
+
+/// In a forked child: a heap the parent's threads were changing at the fork may be half
+/// updated; it is abandoned (its blocks stay readable, live ones are freed into the new
+/// lists, which is sound: a block's class comes from its layout or header, not the lists).
+pub fn after_fork_in_child() {
+    if !HEAP.is_locked() {
+        return;
+    }
+    // SAFETY: the holder was a parent thread, which does not exist in the child.
+    unsafe { HEAP.force_unlock() };
+    let mut heap = HEAP.lock();
+    // The chunks already committed stay ours; carving resumes after them.
+    let next_chunk = heap.next_chunk;
+    *heap = Heap { next_chunk, ..EMPTY };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_hold_their_sizes() {
+        assert_eq!(class_of(1), 0);
+        assert_eq!(class_of(16), 0);
+        assert_eq!(class_of(17), 1);
+        assert_eq!(class_of(LARGEST_CLASS), CLASSES - 1);
+        for size in [1usize, 15, 16, 17, 100, 4095, 4096, 4097, 65535, 65536] {
+            assert!(class_size(class_of(size)) >= size, "{size}");
+        }
+    }
+
+    #[test]
+    fn blocks_are_aligned_distinct_and_reused() {
+        // The global heap serves the other tests' threads too: the reuse check uses a heap of
+        // its own (sharing the region); sizes above the largest class go through OwnHeap.
+        let mut heap = Heap { next_chunk: 0, ..EMPTY };
+        {
+            // Reserve chunks of the region for this heap alone, past the global heap's.
+            let mut global = HEAP.lock();
+            region_base();
+            heap.next_chunk = global.next_chunk;
+            global.next_chunk += 8 * CHUNK;
+        }
+        let mut blocks = Vec::new();
+        for (size, align) in [(1, 1), (24, 8), (100, 64), (4000, 4096), (70_000, 8), (200_000, 65536), (3, 2048), (20_000, 16384)] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            let class_block = block_size(layout) <= LARGEST_CLASS;
+            let p = if class_block {
+                heap.alloc(class_of(block_size(layout)))
+            } else {
+                // SAFETY: a valid, non-zero layout.
+                unsafe { OwnHeap.alloc(layout) }
+            };
+            assert!(!p.is_null() && p as usize % align == 0, "{size}/{align}");
+            // SAFETY: the block has `size` bytes.
+            unsafe { std::ptr::write_bytes(p, 0xa5, size) };
+            blocks.push((p, layout, class_block));
+        }
+        for (i, &(p, l, _)) in blocks.iter().enumerate() {
+            for &(q, m, _) in &blocks[i + 1..] {
+                let (a, b) = (p as usize, q as usize);
+                assert!(a + l.size() <= b || b + m.size() <= a, "blocks overlap");
+            }
+        }
+        let (p, layout, _) = blocks[1];
+        // SAFETY: allocated above from this class, no longer used.
+        unsafe { heap.free(p, class_of(block_size(layout))) };
+        assert_eq!(heap.alloc(class_of(32)), p, "a freed block of the class is reused");
+        for (p, layout, class_block) in blocks {
+            if !class_block {
+                // SAFETY: allocated above with this layout.
+                unsafe { OwnHeap.dealloc(p, layout) };
+            }
+        }
+    }
+
+    #[test]
+    fn c_blocks_are_owned_sized_and_freed() {
+        let p = c_malloc(100).expect("a class block").cast::<u8>();
+        assert!(!p.is_null() && p as usize % 16 == 0);
+        assert!(owns(p.cast()));
+        // SAFETY: p is a live C block.
+        assert!(unsafe { c_usable_size(p.cast()) } >= 100);
+        // SAFETY: p has 100 bytes.
+        unsafe { std::ptr::write_bytes(p, 1, 100) };
+        assert!(crate::collect::live_heap::maybe_tracked(p as u64), "the free hook would not look at it");
+        // SAFETY: p is a live C block, not used after.
+        unsafe { c_free(p.cast()) };
+        assert!(c_malloc(LARGEST_CLASS).is_none(), "too big for a class");
+        let on_stack = 0u64;
+        assert!(!owns(&on_stack as *const u64 as *mut libc::c_void));
+    }
+}
