@@ -41,7 +41,21 @@ fn filter_index(addr: u64) -> usize {
 /// False means `addr` is certainly not tracked (nor pinned). One byte load: the free fast path.
 #[inline(always)]
 pub fn maybe_tracked(addr: u64) -> bool {
-    FILTER[filter_index(addr)].load(Ordering::Relaxed) != 0
+    filter_base()[filter_index(addr)].load(Ordering::Relaxed) != 0
+}
+
+/// FILTER's address with a RIP-relative `lea`: a plain reference compiles to a load of the
+/// address from the GOT (the crate is also an rlib, so its statics are not assumed local),
+/// one more dependent load on every `free` of the program.
+#[inline(always)]
+fn filter_base() -> &'static [AtomicU8; TABLE_SIZE] {
+    let base: *const [AtomicU8; TABLE_SIZE];
+    // SAFETY: computes FILTER's address (the symbol is local to this library), nothing else.
+    unsafe {
+        std::arch::asm!("lea {base}, [rip + {filter}]", base = out(reg) base, filter = sym FILTER, options(pure, nomem, nostack, preserves_flags));
+    }
+    // SAFETY: `base` is FILTER's address; FILTER is a static, valid for the program's life.
+    unsafe { &*base }
 }
 
 /// Makes `maybe_tracked(addr)` true for good (a saturated counter never goes down, not even
