@@ -1,6 +1,7 @@
-//! The library's own heap: every Rust allocation of libddprof, and every C allocation made on
-//! the library's own threads (glibc's internal ones included), comes from here, never from the
-//! program's malloc.
+//! The library's own heap: every Rust allocation of libddprof, and the C allocations made on
+//! the library's own threads (glibc's internal ones included), come from here, not from the
+//! program's malloc. (C blocks above 64 KiB, the memalign family, and every C block once the
+//! reserved range is used up or could not be reserved still go to the next allocator.)
 //!
 //! Why: glibc gives each thread that first calls malloc an arena of its own, so the profiler's
 //! threads (exporter, wall sampler, uploader) each added an arena to the program. At every
@@ -32,8 +33,9 @@ const CLASSES: usize = 13; // 16 B … 64 KiB
 const LARGEST_CLASS: usize = 1 << (MIN_SHIFT as usize + CLASSES - 1);
 const CHUNK: usize = 1 << 20;
 const PAGE: usize = 4096;
-/// Address space reserved for the chunks (not memory: only committed chunks count).
-const REGION: usize = 1 << 30;
+/// Address space reserved for the chunks (not memory: only committed chunks count); a smaller
+/// range if the process's address space is limited (RLIMIT_AS), none if even that fails.
+const REGION_SIZES: [usize; 2] = [1 << 30, 64 << 20];
 /// In front of each C block: its size class, so that `free` (which gets no size) knows it.
 const C_HEADER: usize = 16;
 
@@ -55,8 +57,9 @@ unsafe impl Send for Heap {}
 
 const EMPTY: Heap = Heap { free: [null_mut(); CLASSES], bump: 0, bump_end: 0, next_chunk: 0 };
 static HEAP: Lock<Heap> = Lock::new(EMPTY);
-/// The reserved region's start (0 until reserved).
+/// The reserved region's start and length (0 until reserved, or if it could not be).
 static REGION_BASE: AtomicUsize = AtomicUsize::new(0);
+static REGION_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// The allocator of every Rust allocation in the library.
 pub struct OwnHeap;
@@ -94,13 +97,20 @@ fn map(len: usize, prot: libc::c_int, extra_flags: libc::c_int) -> *mut u8 {
 /// no commit charge until chunks are made accessible).
 fn region_base() -> usize {
     let base = REGION_BASE.load(Ordering::Acquire);
-    if base != 0 {
+    if base != 0 || REGION_LEN.load(Ordering::Relaxed) == usize::MAX {
         return base;
     }
-    let p = map(REGION, libc::PROT_NONE, libc::MAP_NORESERVE) as usize;
     // Only called under HEAP's lock: no other thread reserves at the same time.
-    REGION_BASE.store(p, Ordering::Release);
-    p
+    for len in REGION_SIZES {
+        let p = map(len, libc::PROT_NONE, libc::MAP_NORESERVE) as usize;
+        if p != 0 {
+            REGION_LEN.store(len, Ordering::Relaxed);
+            REGION_BASE.store(p, Ordering::Release);
+            return p;
+        }
+    }
+    REGION_LEN.store(usize::MAX, Ordering::Relaxed); // tried: do not try on every chunk
+    0
 }
 
 /// A block of more than the largest class: its own mapping, aligned as asked (an over-sized
@@ -165,8 +175,9 @@ impl Heap {
     /// refuses (out of memory).
     fn commit_chunk(&mut self) -> usize {
         let base = region_base();
-        if base == 0 || self.next_chunk + CHUNK > REGION {
-            return 0;
+        if base == 0 || self.next_chunk + CHUNK > REGION_LEN.load(Ordering::Relaxed) {
+            // No region (or used up): a chunk of its own; its blocks serve Rust only.
+            return map(CHUNK, libc::PROT_READ | libc::PROT_WRITE, 0) as usize;
         }
         let chunk = base + self.next_chunk;
         // SAFETY: the chunk lies in our reserved region, which nothing else uses.
@@ -226,16 +237,30 @@ pub fn on_own_thread() -> bool {
 #[inline]
 pub fn owns(ptr: *mut libc::c_void) -> bool {
     let base = REGION_BASE.load(Ordering::Relaxed);
-    base != 0 && (ptr as usize).wrapping_sub(base) < REGION
+    base != 0 && (ptr as usize).wrapping_sub(base) < REGION_LEN.load(Ordering::Relaxed)
 }
 
 /// malloc for the library's own threads: None when the block would exceed the largest class
 /// (the caller then uses the next allocator), null when out of memory.
 pub fn c_malloc(size: usize) -> Option<*mut libc::c_void> {
-    let total = size.checked_add(C_HEADER).filter(|&t| t <= LARGEST_CLASS)?;
+    // malloc(0) gets a block of its own (at least one byte): its address must be distinct.
+    let total = size.max(1).checked_add(C_HEADER).filter(|&t| t <= LARGEST_CLASS)?;
     let class = class_of(total);
-    let block = HEAP.lock().alloc(class);
+    let block = {
+        let mut heap = HEAP.lock();
+        let block = heap.alloc(class);
+        if !block.is_null() && !owns(block.cast()) {
+            // A block from outside the region (it could not be reserved, or is used up): C
+            // blocks must be recognisable by address, so this request goes elsewhere.
+            // SAFETY: the block was just taken from this class's list, unused.
+            unsafe { heap.free(block, class) };
+            return None;
+        }
+        block
+    };
     if block.is_null() {
+        // SAFETY: errno location is valid for this thread; malloc reports ENOMEM.
+        unsafe { *libc::__errno_location() = libc::ENOMEM };
         return Some(null_mut());
     }
     // SAFETY: the block has at least `total` bytes; its first word records its class.
@@ -342,6 +367,31 @@ mod tests {
                 unsafe { OwnHeap.dealloc(p, layout) };
             }
         }
+    }
+
+    #[test]
+    fn an_internal_thread_keeps_allocating_from_the_own_heap() {
+        // Through the malloc hooks (this test binary links them in, as the library does).
+        std::thread::spawn(|| {
+            crate::thread::mark_internal();
+            // SAFETY: plain C allocations, each freed once.
+            unsafe {
+                let big = libc::calloc(1, 100_000); // above the largest class: the next allocator's
+                assert!(!big.is_null() && !owns(big));
+                let small = libc::malloc(32);
+                assert!(owns(small), "after a block the own heap could not serve, the thread drifted back to malloc");
+                let zero = libc::malloc(0);
+                let zero2 = libc::malloc(0);
+                assert!(owns(zero) && zero != zero2 && libc::malloc_usable_size(zero) >= 1);
+                let grown = libc::realloc(small, 1000);
+                assert!(owns(grown) && libc::malloc_usable_size(grown) >= 1000);
+                for p in [grown, zero, zero2, big] {
+                    libc::free(p);
+                }
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

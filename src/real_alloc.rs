@@ -33,6 +33,7 @@ pub struct Allocator {
     pub valloc: Option<MallocFn>,
     pub pvalloc: Option<MallocFn>,
     pub reallocarray: Option<unsafe extern "C" fn(*mut libc::c_void, usize, usize) -> *mut libc::c_void>,
+    pub malloc_usable_size: Option<unsafe extern "C" fn(*mut libc::c_void) -> usize>,
 }
 
 const UNRESOLVED: u8 = 0;
@@ -229,6 +230,7 @@ fn lookup_all() -> Option<Allocator> {
         valloc: optional!("valloc"),
         pvalloc: optional!("pvalloc"),
         reallocarray: optional!("reallocarray"),
+        malloc_usable_size: optional!("malloc_usable_size"),
     })
 }
 

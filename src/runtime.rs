@@ -174,6 +174,11 @@ extern "C" fn at_exit() {
 /// waiting at most DD_PROFILING_EXIT_FLUSH_TIMEOUT. Only the process that owns the profile
 /// does this (a vfork child shares our memory and must not).
 pub fn on_process_exit() {
+    end_profile(false);
+}
+
+/// The end of this image's profile: at exit, or before an exec (`exec`).
+fn end_profile(exec: bool) {
     if !active() || !is_owner_process() || FINAL_FLUSH_DONE.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -181,12 +186,18 @@ pub fn on_process_exit() {
     // Taken first: accounting the last wall time below claims ring slots, which would
     // otherwise start a deferred child's threads at its very exit.
     let export_here = crate::child_threads::take_for_exit();
-    if export_here && exporter::hand_over_if_quiet() {
-        // A forked child that recorded nothing: its parent writes its profile (handoff.rs),
-        // and nothing here needs stopping (its timer goes with the process; a CPU signal
-        // landing now would only record the last microseconds, after the profile's end).
+    // Not before an exec: the new image (same pid) would write its first profile before the
+    // parent wrote this one, and the older profile would get the later sequence number.
+    if export_here && !exec && exporter::hand_over_if_quiet() {
+        // A forked child that recorded nothing: its parent writes its profile (handoff.rs).
+        // Its timer goes with the process; anything sampled from now on (a CPU signal, the
+        // program's later atexit handlers) lands in a ring nobody drains, and claims fail fast
+        // once the profile has ended (collect::claim_patiently).
         return;
     }
+    // Children that exit from now on write their own profiles; those that handed theirs
+    // over already are written below, whatever the exporter thread manages.
+    crate::export::handoff::stop_accepting();
     signal::CPU_SAMPLING.store(false, Ordering::Release);
     timer::stop_all();
     wall::stop_and_account();
@@ -202,11 +213,20 @@ pub fn on_process_exit() {
     }
     let timeout = config().map(|c| c.exit_flush_timeout).unwrap_or_default();
     exporter::final_flush(timeout);
+    if let Some(config) = config() {
+        exporter::write_children_profiles(config);
+    }
+}
+
+/// Whether this image's profile has ended (its final export began): nothing drains the
+/// sample ring any more.
+pub fn profile_ended() -> bool {
+    FINAL_FLUSH_DONE.load(Ordering::Relaxed)
 }
 
 /// exec replaces the image: write what this image sampled so far.
 pub fn before_exec() {
-    on_process_exit();
+    end_profile(true);
 }
 
 /// exec failed and the program goes on: profiling of this image has ended; say so.

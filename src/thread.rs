@@ -188,8 +188,12 @@ pub fn mark_internal() {
         s.internal.set(true);
         s.in_profiler.set(true);
     });
-    // Every allocation crosses the "sample point", so each takes the hooks' slow path, where
-    // an internal thread's block is served from the library's own heap.
+    keep_allocations_on_slow_path();
+}
+
+/// Every allocation of the calling (library) thread crosses the "sample point", so each takes
+/// the hooks' slow path, where an internal thread's block is served from the library's heap.
+pub fn keep_allocations_on_slow_path() {
     crate::tls_counter::alloc_bytes_left::set(i64::MIN / 2);
 }
 

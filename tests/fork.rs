@@ -183,18 +183,20 @@ fn fork_storm(forks: usize, extra_env: &[(&str, &str)], timeout: u64) -> (usize,
 /// time the parent reaped it. The parent's main thread was watched and sampled before the
 /// forks, so this also checks that children do not inherit its wall state (that gave each
 /// child a `[no stack]` wall sample).
-#[test]
-fn quiet_children_of_a_fork_burst_each_get_an_empty_profile_of_their_own() {
-    let out = common::run(common::program("fork_quiet.c"))
-        .arg("40")
-        .arg("wait")
-        .env("DD_PROFILING_LOG_LEVEL", "debug")
-        .go();
+/// Runs `fork_quiet 40 wait` with `env`; returns the outcome and the children's pids.
+fn quiet_children(env: (&str, &str)) -> (Outcome, Vec<u32>) {
+    let out = common::run(common::program("fork_quiet.c")).arg("40").arg("wait").env(env.0, env.1).go();
     out.assert_success();
     assert_no_stray_files(&out);
-    let parent = pids(&out, "parent ")[0];
     let children = pids(&out, "child ");
     assert_eq!(children.len(), 40, "{}", out.describe_run());
+    (out, children)
+}
+
+#[test]
+fn quiet_children_of_a_fork_burst_each_get_an_empty_profile_of_their_own() {
+    let (out, children) = quiet_children(("DD_PROFILING_LOG_LEVEL", "debug"));
+    let parent = pids(&out, "parent ")[0];
     let parent_types = common::sample_types(&out.files.iter().find(|f| f.pid == parent).expect("the parent's profile").profile);
     let fork_ns = values(&out, "child ", "fork_ns");
     let end_ns = values(&out, "child ", "end_ns");
@@ -223,6 +225,16 @@ fn quiet_children_of_a_fork_burst_each_get_an_empty_profile_of_their_own() {
     // They were written by the parent (the child writing its own is the fallback).
     let handed_over = out.stderr.lines().filter(|l| l.contains("wrote the profile of quiet child")).count();
     assert!(handed_over >= 30, "only {handed_over} of 39 quiet children handed their profile over\n{}", out.describe_run());
+}
+
+/// With no time to finish its final export (`DD_PROFILING_EXIT_FLUSH_TIMEOUT=0`), the parent
+/// still writes the profiles its children handed over: the exiting thread takes them itself.
+#[test]
+fn handed_over_profiles_are_written_even_when_the_parents_final_export_is_cut_short() {
+    let (out, children) = quiet_children(("DD_PROFILING_EXIT_FLUSH_TIMEOUT", "0"));
+    let written = profile_pids(&out);
+    let missing: Vec<u32> = children[1..].iter().copied().filter(|p| !written.contains(p)).collect();
+    assert!(missing.is_empty(), "quiet children without a profile: {missing:?}\n{}", out.describe_run());
 }
 
 /// Quiet children that outlive their parent (it exits without waiting) cannot hand their

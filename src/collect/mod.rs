@@ -54,6 +54,10 @@ pub fn wait_for_work(timeout: std::time::Duration) {
 /// a thread never waits on the exporter for long, and never forever.
 pub fn claim_patiently() -> Option<ring::SlotWriter<'static>> {
     let ring = ring()?;
+    if crate::runtime::profile_ended() {
+        // Nothing drains the ring any more: waiting for room would only cost the program.
+        return ring.claim();
+    }
     // A forked child that lives on needs its exporter now (see child_threads.rs).
     crate::child_threads::start_if_due(false);
     for _ in 0..64 {

@@ -5,14 +5,14 @@
 //! the period into a pprof profile and hands it to the destination. At exit it is asked for
 //! one final export and the exiting thread waits for it, at most `exit_flush_timeout`.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::profile::aggregate::{self, Aggregator, Period};
 use crate::profile::builder::encode_gzip;
-use crate::profile::encode::{encode_period, EncodeOptions};
+use crate::profile::encode::{encode_empty, encode_period, EncodeOptions};
 use crate::{log_debug, log_warn};
 
 const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -43,6 +43,10 @@ fn shared() -> Option<&'static Shared> {
     // SAFETY: SHARED only ever holds leaked boxes, never freed.
     (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
+
+/// Set while this process's exporter thread runs (from its first instruction to its final
+/// export): only then can it take its children's profiles.
+static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// The wall-clock time of this process's last fork (ns since the epoch), recorded by the
 /// prepare handler: in the child it is when the child's first period starts.
@@ -77,14 +81,18 @@ pub fn start(config: Arc<Config>) {
 pub fn before_fork(config: &Config) {
     LAST_FORK_NS.store(realtime_ns(), Ordering::Relaxed);
     // Children's empty profiles can be taken while this process's exporter thread runs.
-    super::handoff::before_fork(config.output_pprof.is_some() && shared().is_some());
+    super::handoff::before_fork(config.output_pprof.is_some() && RUNNING.load(Ordering::Acquire));
 }
 
 /// In a forked child: the parent's exporter thread is gone, and its `Shared` may have been
 /// locked by it at the fork: forgotten (leaked). The child's exporter is made when its thread
-/// starts or at its exit; its first period starts now.
+/// starts or at its exit; its first period starts at the fork (as the parent's prepare
+/// handler read the clock).
 pub fn after_fork_in_child() {
     SHARED.store(std::ptr::null_mut(), Ordering::Release);
+    if RUNNING.load(Ordering::Relaxed) {
+        RUNNING.store(false, Ordering::Relaxed);
+    }
     FIRST_PERIOD_NS.store(LAST_FORK_NS.load(Ordering::Relaxed), Ordering::Relaxed);
     super::handoff::after_fork_in_child();
 }
@@ -195,6 +203,7 @@ impl Exporter {
     }
 
     fn run(mut self, shared: &Shared) {
+        RUNNING.store(true, Ordering::Release);
         let mut next_export = Instant::now() + self.config.upload_period;
         let mut next_refresh = Instant::now();
         let mut busy = false;
@@ -220,8 +229,9 @@ impl Exporter {
                 self.export();
                 next_export = Instant::now() + self.config.upload_period;
             }
-            self.write_children_profiles(final_requested);
+            write_children_profiles(&self.config);
             if final_requested {
+                RUNNING.store(false, Ordering::Release);
                 if let Ok(mut control) = shared.control.lock() {
                     control.final_done = true;
                 }
@@ -271,43 +281,11 @@ impl Exporter {
     }
 
     fn encode(&self, period: &Period, mappings: &[crate::sample::unwind::Mapping], comments: &[String]) -> crate::profile::pprof::Profile {
-        let options = EncodeOptions {
-            columns: &self.columns,
-            cpu_period_ns: self.config.cpu_enabled.then(|| 1_000_000_000 / self.config.cpu_frequency_hz.max(1) as i64),
-            mappings,
-            comments,
-        };
+        let options = EncodeOptions { columns: &self.columns, cpu_period_ns: cpu_period_ns(&self.config), mappings, comments };
         crate::profile::symbolize::with_shared(|symbolizer| {
             symbolizer.set_separate_debug_info(self.config.separate_debug_info);
             encode_period(period, &options, symbolizer)
         })
-    }
-
-    /// Writes the profiles that quiet children handed over (handoff.rs): what each child's own
-    /// final export would have written. `closing` at the final export: children that exit
-    /// later write their own.
-    fn write_children_profiles(&self, closing: bool) {
-        let Some(prefix) = &self.config.output_pprof else { return };
-        let comments = [version_comment()];
-        let mut write = |child: super::handoff::Posted| {
-            let period = Period {
-                start: time_at(child.start_ns),
-                end: time_at(child.end_ns.max(child.start_ns)),
-                samples: Default::default(),
-                thread_names: Default::default(),
-                dropped: 0,
-            };
-            let bytes = encode_gzip(&self.encode(&period, &[], &comments));
-            match super::file::write_new_profile(prefix, child.pid, 1, &bytes) {
-                Ok(_) => log_debug!("wrote the profile of quiet child {}", child.pid),
-                Err(e) => log_debug!("cannot write the profile of quiet child {}: {e}", child.pid),
-            }
-        };
-        if closing {
-            super::handoff::close(&mut write);
-        } else {
-            super::handoff::take_posted(&mut write);
-        }
     }
 
     fn comments(&self) -> Vec<String> {
@@ -356,6 +334,34 @@ impl Exporter {
             Err(_) => {}
         }
     }
+}
+
+fn cpu_period_ns(config: &Config) -> Option<i64> {
+    config.cpu_enabled.then(|| 1_000_000_000 / config.cpu_frequency_hz.max(1) as i64)
+}
+
+/// Writes the profiles that quiet children handed over (handoff.rs): what each child's own
+/// final export would have written, without the symbolizer (there is nothing to name), so
+/// that the exiting thread can do it too when the exporter thread did not finish in time.
+pub fn write_children_profiles(config: &Config) {
+    let Some(prefix) = &config.output_pprof else { return };
+    let columns = enabled_columns(config);
+    let comments = [version_comment()];
+    let options = EncodeOptions { columns: &columns, cpu_period_ns: cpu_period_ns(config), mappings: &[], comments: &comments };
+    super::handoff::take_posted(|child| {
+        let period = Period {
+            start: time_at(child.start_ns),
+            end: time_at(child.end_ns.max(child.start_ns)),
+            samples: Default::default(),
+            thread_names: Default::default(),
+            dropped: 0,
+        };
+        let bytes = encode_gzip(&encode_empty(&period, &options));
+        match super::file::write_new_profile(prefix, child.pid, 1, &bytes) {
+            Ok(_) => log_debug!("wrote the profile of quiet child {}", child.pid),
+            Err(e) => log_debug!("cannot write the profile of quiet child {}: {e}", child.pid),
+        }
+    });
 }
 
 fn version_comment() -> String {

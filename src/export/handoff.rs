@@ -14,8 +14,9 @@
 //! The page (`MAP_SHARED`, so both processes see the same memory after the fork) is made by
 //! the parent in its fork prepare handler, only while its exporter thread runs and profiles go
 //! to files. Each slot goes EMPTY → FILLING (a child claimed it) → POSTED → TAKEN (by the
-//! parent, or by the child itself taking it back) → EMPTY. The parent stops accepting at its
-//! final export (`close`): it clears `accepting`, then takes every posted slot; a child posts,
+//! parent, or by the child itself taking it back) → EMPTY. The parent stops accepting when its
+//! exit begins (`stop_accepting`), and after its final export (or its timeout) the exiting
+//! thread takes every posted slot left, whatever its exporter thread managed; a child posts,
 //! then reads `accepting`, and if it is clear tries to take its slot back and write its own
 //! file. Both sides use sequentially consistent operations, so one of them sees the other, and
 //! the slot's compare-and-swap makes exactly one of them write. A parent killed by a signal
@@ -29,8 +30,8 @@ const FILLING: u32 = 1;
 const POSTED: u32 = 2;
 const TAKEN: u32 = 3;
 
-/// 64 KiB of slots: at the exporter's 100 ms drain interval, room for 20 000 forks a second.
-/// Pages never touched cost nothing (shared anonymous memory is allocated on first use).
+/// About 48 KiB of slots: at the exporter's 100 ms drain interval, room for 20 000 forks a
+/// second. Pages never touched cost nothing (shared anonymous memory is allocated on first use).
 const SLOTS: usize = 2047;
 
 #[repr(C)]
@@ -154,16 +155,14 @@ pub fn take_posted(mut each: impl FnMut(Posted)) {
     }
 }
 
-/// At the parent's final export: stop accepting, then take what was posted. Children that
-/// post later write their own profiles.
-pub fn close(each: impl FnMut(Posted)) {
+/// When the parent's profile ends (exit, exec): children that post from now on write their
+/// own profiles. What was posted before must still be taken (`take_posted`).
+pub fn stop_accepting() {
     let Some(p) = page(&MINE) else { return };
     // SAFETY: getpid has no preconditions.
-    if p.owner.load(SeqCst) != unsafe { libc::getpid() } {
-        return;
+    if p.owner.load(SeqCst) == unsafe { libc::getpid() } {
+        p.accepting.store(false, SeqCst);
     }
-    p.accepting.store(false, SeqCst);
-    take_posted(each);
 }
 
 #[cfg(test)]
@@ -194,7 +193,8 @@ mod tests {
         take_posted(|posted| taken.push((posted.pid, posted.start_ns, posted.end_ns)));
         assert_eq!(taken, [(pid, 10, 20)]);
         take_posted(|_| panic!("a slot was taken twice"));
-        close(|_| panic!("nothing is posted"));
+        stop_accepting();
+        take_posted(|_| panic!("nothing is posted"));
         // SAFETY: as above.
         let pid = unsafe { libc::fork() };
         if pid == 0 {

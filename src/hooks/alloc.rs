@@ -1,7 +1,8 @@
 //! The malloc family. Each hook forwards to the next allocator and tells the sampler about
 //! the block: frees are reported *before* the real free (the address could be reused by
 //! another thread right after), allocations after the real allocation succeeded.
-//! `malloc_usable_size` is not interposed: blocks are the next allocator's own.
+//! `malloc_usable_size` is interposed only to answer for the library's own blocks (own_heap.rs)
+//! and bootstrap-arena blocks; every other block is the next allocator's, and so is the answer.
 
 use crate::collect::live_heap;
 use crate::own_heap;
@@ -48,7 +49,7 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 #[cold]
 #[inline(never)]
 extern "C" fn malloc_at_sample_point(size: size_t) -> *mut c_void {
-    // The library's own threads always come here (their countdown never rises above zero).
+    // The library's own threads always come here (their countdown is kept far below zero).
     if own_heap::on_own_thread() {
         if let Some(block) = own_heap::c_malloc(size) {
             return block;
@@ -165,10 +166,13 @@ fn realloc_own_block(ptr: *mut c_void, size: size_t) -> *mut c_void {
         unsafe { own_heap::c_free(ptr) };
         return std::ptr::null_mut();
     }
-    let moved = match own_heap::c_malloc(size) {
+    // On a program thread (a block made by one of ours, handed over) the new block is the
+    // program's: through the hook, so that it is sampled like any other.
+    let own = if own_heap::on_own_thread() { own_heap::c_malloc(size) } else { None };
+    let moved = match own {
         Some(block) => block,
-        // SAFETY: forwarding a fresh allocation to the next allocator (too big for a class).
-        None => unsafe { real_alloc::malloc_fn()(size) },
+        // SAFETY: malloc's contract; the hook forwards to the next allocator.
+        None => unsafe { malloc(size) },
     };
     if !moved.is_null() {
         // SAFETY: ptr is live with `c_usable_size` bytes; moved has at least `size`.
@@ -300,4 +304,23 @@ fn move_out_of_arena(next: &real_alloc::Allocator, ptr: *mut c_void, size: usize
         unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, new as *mut u8, old) };
     }
     sampled(new, size)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> size_t {
+    if ptr.is_null() {
+        return 0;
+    }
+    if own_heap::owns(ptr) {
+        // SAFETY: a live C block of the library's heap (the caller's contract: ptr is live).
+        return unsafe { own_heap::c_usable_size(ptr) };
+    }
+    if in_arena(ptr) {
+        return real_alloc::arena_size(ptr);
+    }
+    match real_alloc::next().and_then(|next| next.malloc_usable_size) {
+        // SAFETY: forwarding; ptr is a block of the next allocator.
+        Some(f) => unsafe { f(ptr) },
+        None => 0,
+    }
 }

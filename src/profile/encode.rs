@@ -22,13 +22,34 @@ pub struct EncodeOptions<'a> {
     pub comments: &'a [String],
 }
 
-pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut Symbolizer) -> Profile {
+/// A profile with no sample (a quiet forked child's, see export/handoff.rs): what
+/// `encode_period` makes of an empty period, without the symbolizer.
+pub fn encode_empty(period: &Period, options: &EncodeOptions) -> Profile {
+    finish(new_builder(period, options), period, options)
+}
+
+fn new_builder(period: &Period, options: &EncodeOptions) -> ProfileBuilder {
     let types: Vec<(&str, &str)> = options.columns.iter().map(|&c| SAMPLE_TYPES[c]).collect();
     let duration = period.end.duration_since(period.start).unwrap_or(Duration::ZERO);
     let mut builder = ProfileBuilder::new(&types, period.start, duration);
     if let Some(ns) = options.cpu_period_ns {
         builder.set_period("cpu-time", "nanoseconds", ns);
     }
+    builder
+}
+
+fn finish(mut builder: ProfileBuilder, period: &Period, options: &EncodeOptions) -> Profile {
+    if period.dropped > 0 {
+        builder.comment(&format!("libddprof: {} samples dropped (sample buffer full)", period.dropped));
+    }
+    for comment in options.comments {
+        builder.comment(comment);
+    }
+    builder.build()
+}
+
+pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut Symbolizer) -> Profile {
+    let mut builder = new_builder(period, options);
     let locations = build_locations(period, options.mappings, symbolizer, &mut builder);
     for (key, values) in &period.samples {
         let picked: Vec<i64> = options.columns.iter().map(|&c| values[c].round() as i64).collect();
@@ -47,13 +68,7 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
         }
         builder.sample(&ids, &picked, &labels);
     }
-    if period.dropped > 0 {
-        builder.comment(&format!("libddprof: {} samples dropped (sample buffer full)", period.dropped));
-    }
-    for comment in options.comments {
-        builder.comment(comment);
-    }
-    builder.build()
+    finish(builder, period, options)
 }
 
 /// One pprof location per distinct address.

@@ -77,6 +77,12 @@ pub fn on_free(ptr: *mut libc::c_void) {
 #[cold]
 #[inline(never)]
 pub fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
+    if thread::with(|s| s.internal.get()) {
+        // One of the library's own threads (a block the own heap could not serve): keep its
+        // countdown crossed, so its next allocations still come to the own heap.
+        crate::thread::keep_allocations_on_slow_path();
+        return;
+    }
     let started = thread::with(|s| s.alloc_started.replace(true));
     let next_interval = draw_interval();
     if !started {
