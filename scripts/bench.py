@@ -50,12 +50,16 @@ def base_env():
 
 
 def env_for(variant, extra=None):
-    """Environment of one variant: 'without', 'with' (libddprof), 'shim' (a do-nothing malloc
-    interposer), 'gperf', 'ddtrace'."""
+    """Environment of one variant: 'without', 'with' (libddprof), 'disabled' (libddprof loaded
+    with DD_PROFILING_ENABLED=false), 'shim' (a do-nothing malloc interposer), 'gperf',
+    'ddtrace'."""
     env = base_env()
     env["DD_PROFILING_OUTPUT_PPROF"] = os.path.join(TMP, "prof", variant)
     if variant == "with":
         env["LD_PRELOAD"] = LIB
+    elif variant == "disabled":
+        env["LD_PRELOAD"] = LIB
+        env["DD_PROFILING_ENABLED"] = "false"
     elif variant == "shim":
         env["LD_PRELOAD"] = os.path.join(BUILD, "interpose_shim.so")
     elif variant == "gperf":
@@ -167,7 +171,14 @@ def guarded(name, fn):
 def bench_malloc():
     for threads in (1, 2):
         prog = [os.path.join(BUILD, "malloc_bench"), str(threads), "0.5"]
-        med, _ = alternate(["without", "with", "shim"], lambda v: value_of(run(prog, env_for(v))[2]))
+        # 'hooks': the library with allocation sampling made negligible (one sample per GiB):
+        # what the hooks cost without the sampled allocations' stack captures.
+        def measure(v):
+            if v == "hooks":
+                return value_of(run(prog, env_for("with", {"DD_PROFILING_HEAP_SAMPLE_SIZE": str(1 << 30)}))[2])
+            return value_of(run(prog, env_for(v))[2])
+
+        med, _ = alternate(["without", "with", "hooks", "shim"], measure)
 
         def added(variant):
             # with 2 threads the pairs run in parallel: per-pair cost is threads / throughput
@@ -177,6 +188,9 @@ def bench_malloc():
         add_row(f"malloc/free, {threads} thread{'s' if threads > 1 else ''}",
                 "pairs/s (higher is better)", med["without"], med["with"], ratio,
                 f"{added('with'):+.1f} ns/pair", "ratio ≥ 0.97", yes_no(ratio >= 0.97))
+        add_row("  same, sampling made negligible (DD_PROFILING_HEAP_SAMPLE_SIZE=1 GiB)", "pairs/s (higher is better)",
+                med["without"], med["hooks"], med["hooks"] / med["without"], f"{added('hooks'):+.1f} ns/pair",
+                "comparison", "—")
         add_row("  same, a do-nothing interposer (bench/interpose_shim.c)", "pairs/s (higher is better)",
                 med["without"], med["shim"], med["shim"] / med["without"], f"{added('shim'):+.1f} ns/pair",
                 "comparison", "—")
@@ -324,11 +338,25 @@ def bench_idle():
 
 def bench_fork():
     prog = [os.path.join(BUILD, "fork_bench"), "0.5"]
-    med, _ = alternate(["without", "with"], lambda v: value_of(run(prog, env_for(v))[2]))
+    cpu_per_fork = {}
+
+    def measure(v):
+        _, ru, stdout, _ = run(prog, env_for(v))
+        # wait4's usage covers the process and the children it reaped (the whole tree).
+        cpu_per_fork.setdefault(v, []).append((ru.ru_utime + ru.ru_stime) / value_of(stdout, "forks") * 1e6)
+        return value_of(stdout)
+
+    med, _ = alternate(["without", "disabled", "with"], measure)
     ratio = med["with"] / med["without"]
     add_row("fork + wait", "forks/s (higher is better)", med["without"], med["with"], ratio,
             f"{(1e6 / med['with'] - 1e6 / med['without']):+.0f} µs/fork", "ratio ≥ 0.9",
             yes_no(ratio >= 0.9))
+    cpu = {v: statistics.median(s) for v, s in cpu_per_fork.items()}
+    add_row("  same, CPU of the process tree", "µs per fork (lower is better)", cpu["without"], cpu["with"],
+            cpu["with"] / cpu["without"], f"{cpu['with'] - cpu['without']:+.0f} µs/fork", "—", "—")
+    add_row("  same, library loaded but DD_PROFILING_ENABLED=false", "forks/s (higher is better)",
+            med["without"], med["disabled"], med["disabled"] / med["without"],
+            f"{(1e6 / med['disabled'] - 1e6 / med['without']):+.0f} µs/fork", "comparison", "—")
 
 
 def bench_rss():
