@@ -109,8 +109,11 @@ pub fn hand_over_if_quiet() -> bool {
 /// forked child, see child_threads.rs), done on the calling (exiting) thread: refresh the
 /// module list, drain the ring, export. There is nothing to wait for, hence no timeout.
 pub fn export_inline(config: Arc<Config>) {
-    crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-    crate::python::refresh();
+    // With nothing recorded there is nothing to unwind or name: no module list to refresh.
+    if !quiet_since_fork() {
+        crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+        crate::python::refresh();
+    }
     let mut exporter = Exporter::new(config);
     exporter.drain();
     exporter.export();
@@ -262,8 +265,7 @@ impl Exporter {
     fn export(&mut self) {
         let started = Instant::now();
         let period = self.aggregator.take_period();
-        let mappings = crate::sample::unwind::with_tracker(|tracker| tracker.all_mappings().to_vec());
-        let profile = self.encode(&period, &mappings, &self.comments());
+        let profile = self.encode(&period, &self.comments());
         let bytes = encode_gzip(&profile);
         let size = bytes.len();
         self.seq += 1;
@@ -280,8 +282,14 @@ impl Exporter {
         log_debug!("exporter thread CPU: {:.1} ms in total", crate::thread::thread_cpu_ns() as f64 / 1e6);
     }
 
-    fn encode(&self, period: &Period, mappings: &[crate::sample::unwind::Mapping], comments: &[String]) -> crate::profile::pprof::Profile {
-        let options = EncodeOptions { columns: &self.columns, cpu_period_ns: cpu_period_ns(&self.config), mappings, comments };
+    fn encode(&self, period: &Period, comments: &[String]) -> crate::profile::pprof::Profile {
+        if period.samples.is_empty() {
+            // Nothing to name (a quiet process): the symbolizer is not even made.
+            let options = EncodeOptions { columns: &self.columns, cpu_period_ns: cpu_period_ns(&self.config), mappings: &[], comments };
+            return encode_empty(period, &options);
+        }
+        let mappings = crate::sample::unwind::with_tracker(|tracker| tracker.all_mappings().to_vec());
+        let options = EncodeOptions { columns: &self.columns, cpu_period_ns: cpu_period_ns(&self.config), mappings: &mappings, comments };
         crate::profile::symbolize::with_shared(|symbolizer| {
             symbolizer.set_separate_debug_info(self.config.separate_debug_info);
             encode_period(period, &options, symbolizer)
