@@ -278,8 +278,8 @@ unsafe extern "C" fn before_fork() {
     // lock, so a single flag is enough even when several threads fork.
     SIGPROF_BLOCKED_BEFORE_FORK.store(was_blocked, Ordering::Relaxed);
     crate::child_threads::before_fork();
-    if let Some(config) = config() {
-        exporter::before_fork(config);
+    if active() {
+        exporter::before_fork();
     }
 }
 

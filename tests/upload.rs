@@ -921,6 +921,44 @@ fn a_forked_child_uploads_with_its_own_runtime_id() {
     );
 }
 
+/// Quiet children of a fork burst hand their empty profile to the parent, which uploads it
+/// under the child's identity: one upload per child (the first child, forked outside a burst,
+/// uploads its own), tagged with the child's pid, profile_seq 1 and a runtime-id of its own.
+#[test]
+fn quiet_forked_children_upload_through_their_parent() {
+    let agent = TestAgent::start(false);
+    let out = profiled(common::program("fork_quiet.c"), &agent.url())
+        .arg("20")
+        .arg("wait")
+        .env("DD_PROFILING_LOG_LEVEL", "debug")
+        .go();
+    out.assert_success();
+    let uploads = agent.uploads();
+    let children: Vec<u32> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("child "))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("pid=")).and_then(|v| v.parse().ok()))
+        .collect();
+    assert_eq!(children.len(), 20, "{}", out.describe_run());
+    let parent: u32 = out.stdout.lines().find_map(|l| l.strip_prefix("parent pid=")).unwrap().parse().unwrap();
+    let parent_upload = uploads.iter().find(|u| u.pid() == parent).expect("the parent's upload");
+    let mut runtime_ids = std::collections::BTreeSet::from([parent_upload.tag("runtime-id").to_string()]);
+    for &pid in &children[1..] {
+        let mine: Vec<&Upload> = uploads.iter().filter(|u| u.pid() == pid).collect();
+        assert_eq!(mine.len(), 1, "child {pid} has {} uploads\n{}", mine.len(), out.describe_run());
+        let u = mine[0];
+        assert_eq!(u.seq(), 1);
+        assert!(is_uuid_v4(u.tag("runtime-id")), "{}", u.tag("runtime-id"));
+        assert!(runtime_ids.insert(u.tag("runtime-id").to_string()), "child {pid} shares a runtime-id");
+        assert_eq!(u.tag("service"), "upload-svc");
+        assert!(u.profile.sample.is_empty(), "quiet child {pid} uploaded samples");
+        assert_eq!(u.sample_types(), parent_upload.sample_types());
+    }
+    let handed_over = out.stderr.lines().filter(|l| l.contains("uploading the profile of quiet child")).count();
+    assert!(handed_over >= 15, "only {handed_over} of 19 quiet children handed their profile over\n{}", out.describe_run());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile agents: the program must not notice
 

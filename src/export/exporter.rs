@@ -78,10 +78,10 @@ pub fn start(config: Arc<Config>) {
 }
 
 /// In the parent's fork prepare handler.
-pub fn before_fork(config: &Config) {
+pub fn before_fork() {
     LAST_FORK_NS.store(realtime_ns(), Ordering::Relaxed);
     // Children's empty profiles can be taken while this process's exporter thread runs.
-    super::handoff::before_fork(config.output_pprof.is_some() && RUNNING.load(Ordering::Acquire));
+    super::handoff::before_fork(RUNNING.load(Ordering::Acquire));
 }
 
 /// In a forked child: the parent's exporter thread is gone, and its `Shared` may have been
@@ -101,8 +101,7 @@ pub fn after_fork_in_child() {
 /// its (empty) profile to its parent (handoff.rs) and returns true.
 pub fn hand_over_if_quiet() -> bool {
     let forked_at = FIRST_PERIOD_NS.load(Ordering::Relaxed);
-    let to_files = crate::runtime::config().is_some_and(|c| c.output_pprof.is_some());
-    to_files && forked_at != 0 && quiet_since_fork() && super::handoff::post(forked_at, realtime_ns_by_syscall())
+    forked_at != 0 && quiet_since_fork() && super::handoff::post(forked_at, realtime_ns_by_syscall())
 }
 
 /// The final export of a process that never started its exporter thread (a short-lived
@@ -228,11 +227,12 @@ impl Exporter {
                 }
                 shared.wake.notify_all();
             }
+            // Before the final export: its upload flush also sends the children's profiles.
+            self.take_children_profiles();
             if final_requested || Instant::now() >= next_export {
                 self.export();
                 next_export = Instant::now() + self.config.upload_period;
             }
-            write_children_profiles(&self.config);
             if final_requested {
                 RUNNING.store(false, Ordering::Release);
                 if let Ok(mut control) = shared.control.lock() {
@@ -280,6 +280,31 @@ impl Exporter {
         // What the profiler's own bookkeeping costs (drains, symbolization, encoding), for
         // `make bench`: this thread's CPU since it started.
         log_debug!("exporter thread CPU: {:.1} ms in total", crate::thread::thread_cpu_ns() as f64 / 1e6);
+    }
+
+    /// The profiles quiet children handed over (handoff.rs): written to files, or queued for
+    /// upload under each child's identity.
+    fn take_children_profiles(&mut self) {
+        if self.config.output_pprof.is_some() {
+            write_children_profiles(&self.config);
+            return;
+        }
+        let config = self.config.clone();
+        let comments = [version_comment()];
+        let options = EncodeOptions { columns: &self.columns, cpu_period_ns: cpu_period_ns(&config), mappings: &[], comments: &comments };
+        let mut children = Vec::new();
+        super::handoff::take_posted(|child| {
+            let period = child_period(&child);
+            children.push((child.pid, period.start, period.end, encode_gzip(&encode_empty(&period, &options))));
+        });
+        if children.is_empty() {
+            return;
+        }
+        let uploader = self.uploader.get_or_insert_with(|| super::upload::Uploader::new(config));
+        for (pid, start, end, bytes) in children {
+            log_debug!("uploading the profile of quiet child {pid}");
+            uploader.submit_child(pid, start, end, bytes);
+        }
     }
 
     fn encode(&self, period: &Period, comments: &[String]) -> crate::profile::pprof::Profile {
@@ -348,28 +373,35 @@ fn cpu_period_ns(config: &Config) -> Option<i64> {
     config.cpu_enabled.then(|| 1_000_000_000 / config.cpu_frequency_hz.max(1) as i64)
 }
 
-/// Writes the profiles that quiet children handed over (handoff.rs): what each child's own
-/// final export would have written, without the symbolizer (there is nothing to name), so
-/// that the exiting thread can do it too when the exporter thread did not finish in time.
+/// Writes the profiles that quiet children handed over (handoff.rs) to files: what each
+/// child's own final export would have written, without the symbolizer (there is nothing to
+/// name), so that the exiting thread can do it too when the exporter thread did not finish in
+/// time. (Uploads need the exporter's uploader: children's profiles still posted when it did
+/// not finish are lost with the parent's own last profile.)
 pub fn write_children_profiles(config: &Config) {
     let Some(prefix) = &config.output_pprof else { return };
     let columns = enabled_columns(config);
     let comments = [version_comment()];
     let options = EncodeOptions { columns: &columns, cpu_period_ns: cpu_period_ns(config), mappings: &[], comments: &comments };
     super::handoff::take_posted(|child| {
-        let period = Period {
-            start: time_at(child.start_ns),
-            end: time_at(child.end_ns.max(child.start_ns)),
-            samples: Default::default(),
-            thread_names: Default::default(),
-            dropped: 0,
-        };
+        let period = child_period(&child);
         let bytes = encode_gzip(&encode_empty(&period, &options));
         match super::file::write_new_profile(prefix, child.pid, 1, &bytes) {
             Ok(_) => log_debug!("wrote the profile of quiet child {}", child.pid),
             Err(e) => log_debug!("cannot write the profile of quiet child {}: {e}", child.pid),
         }
     });
+}
+
+/// The (empty) period of a child's handed-over profile: its life.
+fn child_period(child: &super::handoff::Posted) -> Period {
+    Period {
+        start: time_at(child.start_ns),
+        end: time_at(child.end_ns.max(child.start_ns)),
+        samples: Default::default(),
+        thread_names: Default::default(),
+        dropped: 0,
+    }
 }
 
 fn version_comment() -> String {

@@ -9,11 +9,11 @@
 //! and it would also run the whole exporter (symbolizer, encoder) in a process about to vanish.
 //! So the child posts three numbers (pid, start, end) to a page it shares with its parent, and
 //! the parent's exporter thread writes the profile: byte for byte what the child would have
-//! written, with the child's pid in the name.
+//! written, with the child's pid in the name (or, with uploads, uploads it tagged with the
+//! child's pid and a runtime id of the child's own).
 //!
 //! The page (`MAP_SHARED`, so both processes see the same memory after the fork) is made by
-//! the parent in its fork prepare handler, only while its exporter thread runs and profiles go
-//! to files. Each slot goes EMPTY → FILLING (a child claimed it) → POSTED → TAKEN (by the
+//! the parent in its fork prepare handler, only while its exporter thread runs. Each slot goes EMPTY → FILLING (a child claimed it) → POSTED → TAKEN (by the
 //! parent, or by the child itself taking it back) → EMPTY. The parent stops accepting when its
 //! exit begins (`stop_accepting`), and after its final export (or its timeout) the exiting
 //! thread takes every posted slot left, whatever its exporter thread managed; a child posts,
@@ -72,7 +72,7 @@ fn page(ptr: &AtomicPtr<Page>) -> Option<&'static Page> {
 }
 
 /// In the parent's fork prepare handler: make the page on the first fork, if this process can
-/// take its children's profiles (its exporter thread runs and writes files).
+/// take its children's profiles (its exporter thread runs).
 pub fn before_fork(can_take: bool) {
     if !can_take || !MINE.load(SeqCst).is_null() {
         return;

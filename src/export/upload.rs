@@ -30,6 +30,9 @@ use crate::{log_debug, log_info, log_warn};
 pub const INTAKE_PATH: &str = "/profiling/v1/input";
 /// Unsent profiles kept while the Agent is unreachable or busy with an earlier one.
 pub const BACKLOG: usize = 4;
+/// Unsent profiles of quiet forked children (handed over to this process, see handoff.rs)
+/// kept besides: each is a few hundred bytes, and a fork burst hands over many at once.
+pub const CHILD_BACKLOG: usize = 256;
 /// Extra attempts for a transient failure, within one period.
 pub const MAX_RETRIES: u32 = 2;
 /// Attempts for a transient failure during the exit flush (its deadline is short).
@@ -255,14 +258,14 @@ impl Identity {
         }
     }
 
-    fn tags(&self, seq: u64) -> String {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
-        let mut tags = format!(
-            "{},runtime-id:{},process_id:{pid},profile_seq:{seq}",
-            self.fixed_tags,
-            runtime_id()
-        );
+    /// The tags of profile `seq` of this process, or of a quiet child's profile uploaded here.
+    fn tags(&self, seq: u64, child: Option<&Child>) -> String {
+        let (pid, runtime_id) = match child {
+            Some(c) => (c.pid, c.runtime_id.clone()),
+            // SAFETY: getpid has no preconditions.
+            None => (unsafe { libc::getpid() }, runtime_id()),
+        };
+        let mut tags = format!("{},runtime-id:{runtime_id},process_id:{pid},profile_seq:{seq}", self.fixed_tags);
         if !self.host.is_empty() {
             tags.push_str(",host:");
             tags.push_str(&tag_part(&self.host));
@@ -343,6 +346,15 @@ struct Pending {
     start: SystemTime,
     end: SystemTime,
     pprof: Vec<u8>,
+    /// Set for a quiet forked child's profile, uploaded under the child's identity.
+    child: Option<Child>,
+}
+
+/// A forked child whose (empty) profile this process uploads: its pid, and the runtime id it
+/// would have made for itself (a new one, as every process has its own).
+struct Child {
+    pid: i32,
+    runtime_id: String,
 }
 
 /// Why an upload failed, and whether trying again soon may help.
@@ -362,7 +374,7 @@ fn send(
     deadline: Instant,
 ) -> Result<(), Failure> {
     let event = event_json(
-        &identity.tags(item.seq),
+        &identity.tags(item.seq, item.child.as_ref()),
         item.start,
         item.end,
         &identity.profiler_info,
@@ -510,15 +522,18 @@ struct Queue {
 }
 
 impl Queue {
-    fn drop_oldest_beyond(&mut self, limit: usize) {
-        while self.items.len() > limit {
-            if let Some(old) = self.items.pop_front() {
-                log_debug!(
-                    "dropping unsent profile {} (backlog of {BACKLOG} is full)",
-                    old.seq
-                );
+    /// Drops the oldest profiles beyond each backlog: this process's own (`BACKLOG`) and its
+    /// children's (`CHILD_BACKLOG`), so a fork burst cannot push out the process's own.
+    fn drop_oldest_beyond_backlogs(&mut self) {
+        for (children, limit) in [(false, BACKLOG), (true, CHILD_BACKLOG)] {
+            let of_kind = |item: &Pending| item.child.is_some() == children;
+            while self.items.iter().filter(|i| of_kind(i)).count() > limit {
+                let Some(at) = self.items.iter().position(of_kind) else { break };
+                if let Some(old) = self.items.remove(at) {
+                    log_debug!("dropping unsent profile {} (backlog of {limit} is full)", old.seq);
+                }
+                self.count_dropped(1);
             }
-            self.count_dropped(1);
         }
     }
 
@@ -576,13 +591,27 @@ impl Uploader {
             q.count_dropped(1);
             return;
         }
-        q.items.push_back(Pending {
-            seq,
-            start,
-            end,
-            pprof,
-        });
-        q.drop_oldest_beyond(BACKLOG);
+        q.items.push_back(Pending { seq, start, end, pprof, child: None });
+        q.drop_oldest_beyond_backlogs();
+        q.new_work = true;
+        drop(q);
+        self.shared.wake.notify_all();
+    }
+
+    /// Queues the (empty) profile of quiet forked child `pid`, which handed it over.
+    pub fn submit_child(&mut self, pid: i32, start: SystemTime, end: SystemTime, pprof: Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            self.start_thread();
+        }
+        let child = Child { pid, runtime_id: format_uuid_v4(random_bytes()) };
+        let mut q = self.shared.lock();
+        if q.thread_failed {
+            q.count_dropped(1);
+            return;
+        }
+        q.items.push_back(Pending { seq: 1, start, end, pprof, child: Some(child) });
+        q.drop_oldest_beyond_backlogs();
         q.new_work = true;
         drop(q);
         self.shared.wake.notify_all();
@@ -753,6 +782,8 @@ impl Worker {
                 };
                 (item, q.stats, deadline)
             };
+            // A child's profile reports nothing of this process's upload statistics.
+            let stats = if item.child.is_some() { UploadStats::default() } else { stats };
             let started = Instant::now();
             let result = send(&self.config, &self.identity, &item, stats, deadline);
             let mut q = self.shared.lock();
@@ -773,7 +804,7 @@ impl Worker {
                     // Back to the front; if newer profiles filled the backlog meanwhile, this
                     // one is the oldest and goes.
                     q.items.push_front(item);
-                    q.drop_oldest_beyond(BACKLOG);
+                    q.drop_oldest_beyond_backlogs();
                     drop(q);
                     self.warnings.failure(&f);
                     return Outcome::Transient { nobody_listening: f.nobody_listening };
@@ -897,7 +928,7 @@ mod tests {
             ..Config::default()
         };
         let id = Identity::new(&c);
-        let tags = id.tags(7);
+        let tags = id.tags(7, None);
         assert!(
             tags.starts_with("service:svc_x,env:prod,team:a,language:native,profiler_version:"),
             "{tags}"
