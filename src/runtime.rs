@@ -215,6 +215,8 @@ fn end_profile(exec: bool) {
     exporter::final_flush(timeout);
     if let Some(config) = config() {
         exporter::write_children_profiles(config);
+        // A child's file is a few hundred bytes: this waits for one write, not for the Agent.
+        crate::export::handoff::wait_until_written(std::time::Duration::from_millis(50));
     }
 }
 

@@ -150,8 +150,20 @@ pub fn take_posted(mut each: impl FnMut(Posted)) {
             continue;
         }
         let posted = Posted { pid: slot.pid.load(SeqCst), start_ns: slot.start_ns.load(SeqCst), end_ns: slot.end_ns.load(SeqCst) };
-        slot.state.store(EMPTY, SeqCst);
         each(posted);
+        // Emptied only once written: the exiting thread waits for TAKEN slots (see below).
+        slot.state.store(EMPTY, SeqCst);
+    }
+}
+
+/// At exit, after taking what was left: waits (at most `limit`) until the profiles the
+/// exporter thread took are written, so that exiting does not cut a write short.
+pub fn wait_until_written(limit: std::time::Duration) {
+    let Some(p) = page(&MINE) else { return };
+    let deadline = std::time::Instant::now() + limit;
+    while p.slots.iter().any(|slot| slot.state.load(SeqCst) == TAKEN) && std::time::Instant::now() < deadline {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
     }
 }
 
