@@ -252,19 +252,12 @@ mod tests {
         assert_eq!(read_fields(base, [24, 0, 16]), Some([4, 1, 3]));
         assert_eq!(read_u64(0), None);
         assert_eq!(read_u64(8), None);
-        // A page we unmap ourselves: the read must fail, not crash.
-        // SAFETY: a fresh anonymous mapping, unmapped before it is read.
+        // A page that cannot be read: the read must fail, not crash. (Kept mapped without
+        // access rather than unmapped: other tests' threads map memory meanwhile, and an
+        // unmapped address can be handed out again before it is read.)
+        // SAFETY: a fresh anonymous mapping, never accessed directly.
         let page = unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            libc::munmap(p, 4096);
-            p as u64
+            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) as u64
         };
         assert_eq!(read_u64(page), None);
         assert_eq!(read_fields(page, [0, 8]), None);
@@ -279,5 +272,7 @@ mod tests {
             &[1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
         );
         assert_eq!(read_words([base + 24, base]), Some([4, 1]));
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(page as *mut libc::c_void, 4096) };
     }
 }
