@@ -24,20 +24,19 @@ pub fn init() {
     if !PAGE.load(Ordering::Acquire).is_null() {
         return;
     }
-    // SAFETY: an anonymous shared mapping of one page; no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<Family>().max(4096),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p != libc::MAP_FAILED {
+    if let Some(p) = map_shared(std::mem::size_of::<Family>()) {
         PAGE.store(p.cast(), Ordering::Release);
     }
+}
+
+/// Zero-filled memory of at least `len` bytes, page aligned, that a process shares with the
+/// children it forks from now on (`MAP_SHARED`); None if it cannot be mapped.
+pub fn map_shared(len: usize) -> Option<*mut u8> {
+    // SAFETY: a new anonymous shared mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), len.max(1), libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    (p != libc::MAP_FAILED).then_some(p.cast())
 }
 
 /// The family's page, or None if it could not be mapped.

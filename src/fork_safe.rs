@@ -35,8 +35,7 @@ pub fn forget_contents<T: Default>(state: &crate::yield_lock::Lock<T>) {
 /// program). Otherwise as [`forget_contents`]. For plain-data elements (nothing to drop).
 pub fn empty_keeping_capacity<T: Copy>(state: &crate::yield_lock::Lock<Vec<T>>) {
     if state.is_locked() {
-        forget_contents(state);
-        return;
+        return forget_contents(state);
     }
     let mut v = state.lock();
     if !v.is_empty() {
@@ -44,15 +43,10 @@ pub fn empty_keeping_capacity<T: Copy>(state: &crate::yield_lock::Lock<Vec<T>>) 
     }
 }
 
-/// Locked state a forked child drops only if a vanished parent thread held it at the fork.
-pub trait ForkReset {
-    fn forget_if_locked(&self);
-}
-
-impl<T: Default> ForkReset for crate::yield_lock::Lock<T> {
-    fn forget_if_locked(&self) {
-        if self.is_locked() {
-            forget_contents(self);
-        }
+/// Keeps `state` in a forked child unless a vanished parent thread held it at the fork (then
+/// as [`forget_contents`]). Only reads when it is kept: no page written.
+pub fn forget_if_locked<T: Default>(state: &crate::yield_lock::Lock<T>) {
+    if state.is_locked() {
+        forget_contents(state);
     }
 }

@@ -270,11 +270,8 @@ fn install_fork_handlers() {
 unsafe extern "C" fn before_fork() {
     // SAFETY: both sets are valid; `old` receives the thread's mask before the change.
     let was_blocked = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPROF);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) == 0 && libc::sigismember(&old, libc::SIGPROF) == 1
+        libc::pthread_sigmask(libc::SIG_BLOCK, &thread::sigprof_set(), &mut old) == 0 && libc::sigismember(&old, libc::SIGPROF) == 1
     };
     // glibc runs prepare handler, fork and parent/child handlers of one fork under its atfork
     // lock, so a single flag is enough even when several threads fork.
@@ -345,13 +342,6 @@ fn restore_cpu_signal_after_fork() {
 }
 
 fn unblock_cpu_signal() {
-    // Built by hand rather than with sigemptyset/sigaddset: a forked child runs this, and
-    // their code is one more page to fault in.
-    let mut bits = [0u64; std::mem::size_of::<libc::sigset_t>() / 8];
-    bits[0] = 1 << (libc::SIGPROF - 1);
-    // SAFETY: on Linux a sigset_t is a plain bit array (signal n is bit n-1 of the first
-    // word), and `bits` has exactly its size.
-    let set: libc::sigset_t = unsafe { std::mem::transmute(bits) };
-    // SAFETY: set is a valid signal set.
-    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: the set is valid; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &thread::sigprof_set(), std::ptr::null_mut()) };
 }

@@ -199,13 +199,18 @@ pub fn keep_allocations_on_slow_path() {
 
 /// Keeps SIGPROF away from the calling thread.
 pub fn block_cpu_signal() {
-    // SAFETY: set is initialised by sigemptyset before use.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPROF);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    // SAFETY: the set is valid; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &sigprof_set(), std::ptr::null_mut()) };
+}
+
+/// The signal set holding SIGPROF alone. Built by hand rather than with sigemptyset and
+/// sigaddset: a forked child needs it, and their code is one more page to fault in.
+pub fn sigprof_set() -> libc::sigset_t {
+    let mut bits = [0u64; std::mem::size_of::<libc::sigset_t>() / 8];
+    bits[0] = 1 << (libc::SIGPROF - 1);
+    // SAFETY: on Linux a sigset_t is a plain bit array (signal n is bit n-1 of the first
+    // word), and `bits` has exactly its size.
+    unsafe { std::mem::transmute(bits) }
 }
 
 /// A uniform draw in (0, 1] from this thread's xorshift generator (async-signal-safe).

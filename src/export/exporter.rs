@@ -286,25 +286,14 @@ impl Exporter {
     /// upload under each child's identity.
     fn take_children_profiles(&mut self) {
         if self.config.output_pprof.is_some() {
-            write_children_profiles(&self.config);
-            return;
+            return write_children_profiles(&self.config);
         }
-        let config = self.config.clone();
-        let comments = [version_comment()];
-        let options = EncodeOptions { columns: &self.columns, cpu_period_ns: cpu_period_ns(&config), mappings: &[], comments: &comments };
-        let mut children = Vec::new();
-        super::handoff::take_posted(|child| {
-            let period = child_period(&child);
-            children.push((child.pid, period.start, period.end, encode_gzip(&encode_empty(&period, &options))));
-        });
-        if children.is_empty() {
-            return;
-        }
-        let uploader = self.uploader.get_or_insert_with(|| super::upload::Uploader::new(config));
-        for (pid, start, end, bytes) in children {
+        let uploader = &mut self.uploader;
+        take_children_profiles(&self.config, |pid, period, bytes| {
             log_debug!("uploading the profile of quiet child {pid}");
-            uploader.submit_child(pid, start, end, bytes);
-        }
+            let config = self.config.clone();
+            uploader.get_or_insert_with(|| super::upload::Uploader::new(config)).submit_child(pid, period.start, period.end, bytes);
+        });
     }
 
     fn encode(&self, period: &Period, comments: &[String]) -> crate::profile::pprof::Profile {
@@ -380,28 +369,29 @@ fn cpu_period_ns(config: &Config) -> Option<i64> {
 /// not finish are lost with the parent's own last profile.)
 pub fn write_children_profiles(config: &Config) {
     let Some(prefix) = &config.output_pprof else { return };
+    take_children_profiles(config, |pid, _, bytes| match super::file::write_new_profile(prefix, pid, 1, &bytes) {
+        Ok(_) => log_debug!("wrote the profile of quiet child {pid}"),
+        Err(e) => log_debug!("cannot write the profile of quiet child {pid}: {e}"),
+    });
+}
+
+/// Takes each posted child profile, encoded (gzipped pprof of its empty life period), and
+/// hands it to `deliver` before its slot is released.
+fn take_children_profiles(config: &Config, mut deliver: impl FnMut(i32, &Period, Vec<u8>)) {
     let columns = enabled_columns(config);
     let comments = [version_comment()];
     let options = EncodeOptions { columns: &columns, cpu_period_ns: cpu_period_ns(config), mappings: &[], comments: &comments };
     super::handoff::take_posted(|child| {
-        let period = child_period(&child);
+        let period = Period {
+            start: time_at(child.start_ns),
+            end: time_at(child.end_ns.max(child.start_ns)),
+            samples: Default::default(),
+            thread_names: Default::default(),
+            dropped: 0,
+        };
         let bytes = encode_gzip(&encode_empty(&period, &options));
-        match super::file::write_new_profile(prefix, child.pid, 1, &bytes) {
-            Ok(_) => log_debug!("wrote the profile of quiet child {}", child.pid),
-            Err(e) => log_debug!("cannot write the profile of quiet child {}: {e}", child.pid),
-        }
+        deliver(child.pid, &period, bytes);
     });
-}
-
-/// The (empty) period of a child's handed-over profile: its life.
-fn child_period(child: &super::handoff::Posted) -> Period {
-    Period {
-        start: time_at(child.start_ns),
-        end: time_at(child.end_ns.max(child.start_ns)),
-        samples: Default::default(),
-        thread_names: Default::default(),
-        dropped: 0,
-    }
 }
 
 fn version_comment() -> String {

@@ -85,19 +85,9 @@ pub fn before_fork(can_take: bool) {
 }
 
 fn map_page() -> Option<&'static Page> {
-    // SAFETY: a new anonymous shared mapping; no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<Page>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
+    let p = crate::family::map_shared(std::mem::size_of::<Page>())?;
     // SAFETY: as in `page`: zero-filled, page-aligned, large enough, never unmapped.
-    (p != libc::MAP_FAILED).then(|| unsafe { &*(p as *const Page) })
+    Some(unsafe { &*(p as *const Page) })
 }
 
 /// In a forked child: its parent's page is where it posts; its own children get a page of

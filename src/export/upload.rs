@@ -582,35 +582,26 @@ impl Uploader {
 
     /// Queues profile `seq` (gzipped pprof covering `start..end`) and returns at once.
     pub fn submit(&mut self, seq: u64, start: SystemTime, end: SystemTime, pprof: Vec<u8>) {
-        if !self.started {
-            self.started = true;
-            self.start_thread();
-        }
-        let mut q = self.shared.lock();
-        if q.thread_failed {
-            q.count_dropped(1);
-            return;
-        }
-        q.items.push_back(Pending { seq, start, end, pprof, child: None });
-        q.drop_oldest_beyond_backlogs();
-        q.new_work = true;
-        drop(q);
-        self.shared.wake.notify_all();
+        self.enqueue(Pending { seq, start, end, pprof, child: None });
     }
 
     /// Queues the (empty) profile of quiet forked child `pid`, which handed it over.
     pub fn submit_child(&mut self, pid: i32, start: SystemTime, end: SystemTime, pprof: Vec<u8>) {
+        let child = Child { pid, runtime_id: format_uuid_v4(random_bytes()) };
+        self.enqueue(Pending { seq: 1, start, end, pprof, child: Some(child) });
+    }
+
+    fn enqueue(&mut self, item: Pending) {
         if !self.started {
             self.started = true;
             self.start_thread();
         }
-        let child = Child { pid, runtime_id: format_uuid_v4(random_bytes()) };
         let mut q = self.shared.lock();
         if q.thread_failed {
             q.count_dropped(1);
             return;
         }
-        q.items.push_back(Pending { seq: 1, start, end, pprof, child: Some(child) });
+        q.items.push_back(item);
         q.drop_oldest_beyond_backlogs();
         q.new_work = true;
         drop(q);

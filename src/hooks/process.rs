@@ -26,8 +26,11 @@ pub unsafe extern "C" fn pthread_create(
     // SAFETY: dlsym found the next pthread_create, which has this signature.
     let next: PthreadCreateFn = unsafe { std::mem::transmute(next) };
     if thread::with(|s| s.spawning_internal.get()) {
+        // A thread of the library's own (`thread::spawn_internal`): marked internal before
+        // Rust's thread start runs (it allocates, and glibc registers its thread-local
+        // destructors).
         // SAFETY: forwarding the caller's arguments, with `next` the next pthread_create.
-        return unsafe { create_internal(next, thread_out, attr, routine, arg) };
+        return unsafe { create_through(next, thread_out, attr, internal_trampoline, routine, arg) };
     }
     let pass_through = !crate::runtime::active() || thread::with(|s| s.in_profiler.get());
     if pass_through {
@@ -36,6 +39,23 @@ pub unsafe extern "C" fn pthread_create(
     }
     // A forked child that creates threads lives on: its own profiler threads start first.
     crate::child_threads::start_now();
+    // SAFETY: forwarding the caller's arguments, with `next` the next pthread_create.
+    unsafe { create_through(next, thread_out, attr, trampoline, routine, arg) }
+}
+
+/// Creates the thread with `trampoline` as its start routine, which gets `routine` and `arg`.
+///
+/// # Safety
+/// As `pthread_create`; `next` is the next pthread_create, and `trampoline` takes the
+/// `ThreadStart` box it is given (`take_start`).
+unsafe fn create_through(
+    next: PthreadCreateFn,
+    thread_out: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    trampoline: StartRoutine,
+    routine: StartRoutine,
+    arg: *mut libc::c_void,
+) -> libc::c_int {
     let start = Box::into_raw(Box::new(ThreadStart { routine, arg }));
     // SAFETY: the trampoline takes ownership of `start` exactly once if the thread starts.
     let rc = unsafe { next(thread_out, attr, trampoline, start.cast()) };
@@ -46,38 +66,20 @@ pub unsafe extern "C" fn pthread_create(
     rc
 }
 
-/// A thread of the library's own (`thread::spawn_internal`): marked internal before Rust's
-/// thread start runs (it allocates, and glibc registers its thread-local destructors).
-///
-/// # Safety
-/// As `pthread_create`; `next` is the next pthread_create.
-unsafe fn create_internal(
-    next: PthreadCreateFn,
-    thread_out: *mut libc::pthread_t,
-    attr: *const libc::pthread_attr_t,
-    routine: StartRoutine,
-    arg: *mut libc::c_void,
-) -> libc::c_int {
-    let start = Box::into_raw(Box::new(ThreadStart { routine, arg }));
-    // SAFETY: the trampoline takes ownership of `start` exactly once if the thread starts.
-    let rc = unsafe { next(thread_out, attr, internal_trampoline, start.cast()) };
-    if rc != 0 {
-        // SAFETY: the thread was not created, so the box is still ours.
-        drop(unsafe { Box::from_raw(start) });
-    }
-    rc
+/// In a trampoline: the routine and argument `create_through` handed over.
+fn take_start(start: *mut libc::c_void) -> ThreadStart {
+    // SAFETY: `start` is the Box leaked by create_through, handed to this thread only.
+    *unsafe { Box::from_raw(start as *mut ThreadStart) }
 }
 
 extern "C" fn internal_trampoline(start: *mut libc::c_void) -> *mut libc::c_void {
     crate::thread::mark_internal();
-    // SAFETY: `start` is the Box leaked by create_internal, handed to this thread only.
-    let ThreadStart { routine, arg } = *unsafe { Box::from_raw(start as *mut ThreadStart) };
+    let ThreadStart { routine, arg } = take_start(start);
     routine(arg)
 }
 
 extern "C" fn trampoline(start: *mut libc::c_void) -> *mut libc::c_void {
-    // SAFETY: `start` is the Box leaked by pthread_create above, handed to this thread only.
-    let ThreadStart { routine, arg } = *unsafe { Box::from_raw(start as *mut ThreadStart) };
+    let ThreadStart { routine, arg } = take_start(start);
     crate::runtime::on_thread_start();
     routine(arg)
 }

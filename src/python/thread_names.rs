@@ -36,9 +36,8 @@ pub fn after_fork_in_child() {
     crate::fork_safe::keep_if_consistent(&NAMES);
     // Kept when consistent (read only, no page written): the parent's tids in them are
     // dropped like any gone thread's.
-    for list in [&WANTED as &dyn crate::fork_safe::ForkReset, &UNNAMED] {
-        list.forget_if_locked();
-    }
+    crate::fork_safe::forget_if_locked(&WANTED);
+    crate::fork_safe::forget_if_locked(&UNNAMED);
 }
 
 /// Under the GIL (from `gil_tasks`): reads every running `threading.Thread`.
