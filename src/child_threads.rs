@@ -115,14 +115,14 @@ pub fn start_if_due(ring_filling: bool) {
 
 /// Starts the deferred threads now (only once, and only in the process that deferred them).
 pub fn start_now() {
-    if !deferred() || !crate::runtime::is_owner_process() {
+    if !deferred() || !crate::status::is_owner_process() {
         // A vfork/posix_spawn child of a child shares its memory: it must start nothing.
         return;
     }
     if !STATE.deferred.swap(false, Ordering::AcqRel) {
         return;
     }
-    let Some(config) = crate::runtime::config().cloned() else { return };
+    let Some(config) = crate::status::config().cloned() else { return };
     // Until now the child had one thread, this one, and it was not watched (see runtime.rs):
     // its wall time counts from the fork.
     let tid = crate::thread::with(|s| s.tid.get());

@@ -35,6 +35,25 @@ pub static EXIT_CAPITAL: NextSymbol = NextSymbol::new(b"_Exit\0");
 pub static SIGACTION: NextSymbol = NextSymbol::new(b"sigaction\0");
 pub static SIGNAL: NextSymbol = NextSymbol::new(b"signal\0");
 pub static EXECVE: NextSymbol = NextSymbol::new(b"execve\0");
+pub static EXECV: NextSymbol = NextSymbol::new(b"execv\0");
+pub static EXECVP: NextSymbol = NextSymbol::new(b"execvp\0");
+pub static EXECVPE: NextSymbol = NextSymbol::new(b"execvpe\0");
+pub static FEXECVE: NextSymbol = NextSymbol::new(b"fexecve\0");
+pub static EXECVEAT: NextSymbol = NextSymbol::new(b"execveat\0");
+
+/// Looks the next exec functions up ahead of time (at start-up, on the main thread): a
+/// vfork child calling one of them must not be the first to run `dlsym`, which allocates
+/// in memory it shares with its parent.
+pub fn resolve_next_symbols() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    for symbol in [&EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE, &EXECVEAT, &EXIT_UNDERSCORE, &EXIT_CAPITAL, &SIGACTION, &SIGNAL] {
+        symbol.get();
+    }
+}
+
 
 pub type PthreadCreateFn = unsafe extern "C" fn(
     *mut libc::pthread_t,

@@ -2,38 +2,18 @@
 //! fork, exec and process exit. Hooks call in here; this file decides what happens.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::collect::ring::{Header, Kind};
 use crate::config::Config;
 use crate::export::exporter;
 use crate::sample::{signal, timer, unwind, wall};
+use crate::status::{active, config, is_owner_process};
 use crate::thread;
 use crate::{log_info, log_warn};
 
-static CONFIG: OnceLock<Arc<Config>> = OnceLock::new();
-/// True once profiling runs in this process (false when disabled or not yet started).
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// The process the profile belongs to; a child made by vfork/clone has another pid and must
-/// write nothing.
-static OWNER_PID: AtomicI32 = AtomicI32::new(0);
-/// Set once the final export has been requested (exit paths can be reached more than once).
-static FINAL_FLUSH_DONE: AtomicBool = AtomicBool::new(false);
 /// The pthread key whose destructor tells us a thread is exiting.
 static THREAD_EXIT_KEY: AtomicI32 = AtomicI32::new(-1);
-
-pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
-}
-
-pub(crate) fn config() -> Option<&'static Arc<Config>> {
-    CONFIG.get()
-}
-
-pub(crate) fn is_owner_process() -> bool {
-    // SAFETY: getpid has no preconditions.
-    OWNER_PID.load(Ordering::Acquire) == unsafe { libc::getpid() }
-}
 
 /// Load-time start-up. Everything the hot side needs (ring, unwinder module list, caches) is
 /// ready before the first timer is armed (DESIGN.md §3 rule 6).
@@ -41,17 +21,18 @@ pub fn start() {
     let _guard = thread::ReentrancyGuard::enter();
     // The hooks of _exit, exec*, sigaction and signal forward to these even when profiling is off:
     // looked up now, once, not with a dlsym in every forked child that exits.
-    crate::hooks::process::resolve_next_symbols();
+    crate::real::resolve_next_symbols();
     let config = Arc::new(Config::from_env());
     crate::log::set_level(config.log_level);
     if !config.enabled {
         return;
     }
-    let config = CONFIG.get_or_init(|| config).clone();
+    let config = crate::status::set_config(config).clone();
     // SAFETY: getpid has no preconditions.
-    OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    crate::status::set_owner_pid(unsafe { libc::getpid() });
     crate::family::init();
     crate::collect::init_ring(config.max_frames);
+    crate::collect::set_deferred_start(crate::child_threads::start_if_due);
     unwind::with_tracker(|tracker| tracker.refresh());
     crate::python::init();
     create_thread_exit_key();
@@ -60,7 +41,7 @@ pub fn start() {
     crate::sample::alloc::configure(config.heap_sample_size, config.memory_enabled, config.heap_enabled);
     crate::sample::lock::configure(config.lock_enabled, config.lock_sample_interval_ns, config.lock_hold_sample_every);
     exporter::start(config.clone());
-    ACTIVE.store(true, Ordering::Release);
+    crate::status::set_active();
     // SAFETY: registering a plain extern "C" function with atexit.
     unsafe { libc::atexit(at_exit) };
     on_thread_start();
@@ -92,7 +73,7 @@ pub fn on_thread_start() {
     }
     // The library's own allocations here (stack bounds, timer registry) are not the thread's.
     let _guard = thread::ReentrancyGuard::enter();
-    crate::hooks::process::resolve_next_symbols();
+    crate::real::resolve_next_symbols();
     thread::register_current();
     let key = THREAD_EXIT_KEY.load(Ordering::Acquire);
     // SAFETY: the key was created by pthread_key_create; any non-null value arms the destructor.
@@ -179,7 +160,7 @@ pub fn on_process_exit() {
 
 /// The end of this image's profile: at exit, or before an exec (`exec`).
 fn end_profile(exec: bool) {
-    if !active() || !is_owner_process() || FINAL_FLUSH_DONE.swap(true, Ordering::AcqRel) {
+    if !active() || !is_owner_process() || !crate::status::end_profile() {
         return;
     }
     let _guard = thread::ReentrancyGuard::enter();
@@ -218,12 +199,6 @@ fn end_profile(exec: bool) {
         // A child's file is a few hundred bytes: this waits for one write, not for the Agent.
         crate::export::handoff::wait_until_written(std::time::Duration::from_millis(50));
     }
-}
-
-/// Whether this image's profile has ended (its final export began): nothing drains the
-/// sample ring any more.
-pub fn profile_ended() -> bool {
-    FINAL_FLUSH_DONE.load(Ordering::Relaxed)
 }
 
 /// exec replaces the image: write what this image sampled so far.
@@ -305,8 +280,8 @@ unsafe extern "C" fn after_fork_in_child() {
     let _guard = thread::ReentrancyGuard::enter();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
-    OWNER_PID.store(pid, Ordering::Release);
-    FINAL_FLUSH_DONE.store(false, Ordering::Release);
+    crate::status::set_owner_pid(pid);
+    crate::status::reopen_profile();
     // The forking thread is the child's main thread: its tid is the pid.
     thread::with(|s| s.tid.set(pid));
     // Every page this handler touches costs a child page fault (≈ 5 µs on this machine,

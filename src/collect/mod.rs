@@ -1,8 +1,12 @@
 //! The hand-off between the hot side and the cold side.
 pub mod live_heap;
 pub mod ring;
+pub mod wake;
 pub mod wipe_on_fork;
 
+pub use wake::{wait_for_work, wake_exporter};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 static RING: OnceLock<ring::Ring> = OnceLock::new();
@@ -24,51 +28,45 @@ pub fn ring() -> Option<&'static ring::Ring> {
     RING.get()
 }
 
-// ---------------------------------------------------------------- waking the exporter
-
-use std::sync::atomic::{AtomicU32, Ordering};
-
-/// Futex word the exporter sleeps on between drains; bumped to wake it early.
-static WAKE: AtomicU32 = AtomicU32::new(0);
-
-/// Wakes the exporter so it drains now. A futex wake: async-signal-safe, never blocks.
-pub fn wake_exporter() {
-    WAKE.fetch_add(1, Ordering::Release);
-    // SAFETY: FUTEX_WAKE on a valid, static, aligned u32.
-    unsafe { libc::syscall(libc::SYS_futex, WAKE.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1) };
-}
-
-/// The exporter's sleep: returns after `timeout` or as soon as `wake_exporter` is called.
-pub fn wait_for_work(timeout: std::time::Duration) {
-    let seen = WAKE.load(Ordering::Acquire);
-    let ts = libc::timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
-    // SAFETY: FUTEX_WAIT on a valid static u32 with a valid relative timeout; it returns at
-    // once if the word no longer equals `seen`.
-    unsafe {
-        libc::syscall(libc::SYS_futex, WAKE.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, seen, &ts);
-    }
-}
-
 /// For hooks (never the signal handler): when the ring is full, wake the exporter and give
 /// it a moment before dropping the sample. Bounded (a few hundred microseconds at most), so
 /// a thread never waits on the exporter for long, and never forever.
 pub fn claim_patiently() -> Option<ring::SlotWriter<'static>> {
     let ring = ring()?;
-    if crate::runtime::profile_ended() {
+    if crate::status::profile_ended() {
         // Nothing drains the ring any more: waiting for room would only cost the program.
         return ring.claim();
     }
     // A forked child that lives on needs its exporter now (see child_threads.rs).
-    crate::child_threads::start_if_due(false);
+    start_if_due(false);
     for _ in 0..64 {
         if let Some(slot) = ring.claim_quietly() {
             return Some(slot);
         }
         // Full, and maybe no exporter yet to drain it.
-        crate::child_threads::start_if_due(true);
+        start_if_due(true);
         wake_exporter();
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
     }
     ring.claim()
+}
+
+/// The life cycle's "start a forked child's deferred threads once due"
+/// (`child_threads::start_if_due`), registered at start-up: the hand-off sits below the life
+/// cycle and does not call it by name. 0 until registered.
+static DEFERRED_START: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers what `claim_patiently` calls to start deferred threads (`ring_filling`: the ring
+/// is filling up and nobody drains it).
+pub fn set_deferred_start(start_if_due: fn(ring_filling: bool)) {
+    DEFERRED_START.store(start_if_due as usize, Ordering::Release);
+}
+
+fn start_if_due(ring_filling: bool) {
+    let f = DEFERRED_START.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: only `set_deferred_start` stores here, and it stores a `fn(bool)`.
+        unsafe { std::mem::transmute::<usize, fn(bool)>(f)(ring_filling) };
+    }
 }

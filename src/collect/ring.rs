@@ -110,7 +110,7 @@ impl Ring {
         let mask = self.states.len() - 1;
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         if start & (self.states.len() / 8 - 1) == 0 {
-            super::wake_exporter();
+            super::wake::wake_exporter();
         }
         for probe in 0..PROBES {
             let index = (start + probe) & mask;

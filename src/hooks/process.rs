@@ -32,7 +32,7 @@ pub unsafe extern "C" fn pthread_create(
         // SAFETY: forwarding the caller's arguments, with `next` the next pthread_create.
         return unsafe { create_through(next, thread_out, attr, internal_trampoline, routine, arg) };
     }
-    let pass_through = !crate::runtime::active() || thread::with(|s| s.in_profiler.get());
+    let pass_through = !crate::status::active() || thread::with(|s| s.in_profiler.get());
     if pass_through {
         // SAFETY: forwarding the caller's arguments unchanged.
         return unsafe { next(thread_out, attr, routine, arg) };
@@ -118,29 +118,11 @@ unsafe fn call_exit(next: usize, status: libc::c_int) -> ! {
 // after them the new image still profiles itself, only the old image's last unexported
 // samples are lost.
 
-static EXECV: real::NextSymbol = real::NextSymbol::new(b"execv\0");
-static EXECVP: real::NextSymbol = real::NextSymbol::new(b"execvp\0");
-static EXECVPE: real::NextSymbol = real::NextSymbol::new(b"execvpe\0");
-static FEXECVE: real::NextSymbol = real::NextSymbol::new(b"fexecve\0");
-static EXECVEAT: real::NextSymbol = real::NextSymbol::new(b"execveat\0");
 
 type Argv = *const *const libc::c_char;
 type ExecvFn = unsafe extern "C" fn(*const libc::c_char, Argv) -> libc::c_int;
 type FexecveFn = unsafe extern "C" fn(libc::c_int, Argv, Argv) -> libc::c_int;
 type ExecveatFn = unsafe extern "C" fn(libc::c_int, *const libc::c_char, Argv, Argv, libc::c_int) -> libc::c_int;
-
-/// Looks the next exec functions up ahead of time (at start-up, on the main thread): a
-/// vfork child calling one of them must not be the first to run `dlsym`, which allocates
-/// in memory it shares with its parent.
-pub fn resolve_next_symbols() {
-    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if DONE.swap(true, std::sync::atomic::Ordering::AcqRel) {
-        return;
-    }
-    for symbol in [&real::EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE, &EXECVEAT, &real::EXIT_UNDERSCORE, &real::EXIT_CAPITAL, &real::SIGACTION, &real::SIGNAL] {
-        symbol.get();
-    }
-}
 
 /// Writes this image's profile, then runs `call` with the next definition (`next`, 0 when
 /// there is none). Returns only when the exec failed, with the exec's errno intact.
@@ -170,25 +152,25 @@ pub unsafe extern "C" fn execve(path: *const libc::c_char, argv: Argv, envp: Arg
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const libc::c_char, argv: Argv) -> libc::c_int {
     // SAFETY: the next execv, called with the caller's arguments.
-    exec_through(EXECV.get(), |next| unsafe { std::mem::transmute::<usize, ExecvFn>(next)(path, argv) })
+    exec_through(real::EXECV.get(), |next| unsafe { std::mem::transmute::<usize, ExecvFn>(next)(path, argv) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const libc::c_char, argv: Argv) -> libc::c_int {
     // SAFETY: the next execvp, called with the caller's arguments.
-    exec_through(EXECVP.get(), |next| unsafe { std::mem::transmute::<usize, ExecvFn>(next)(file, argv) })
+    exec_through(real::EXECVP.get(), |next| unsafe { std::mem::transmute::<usize, ExecvFn>(next)(file, argv) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn execvpe(file: *const libc::c_char, argv: Argv, envp: Argv) -> libc::c_int {
     // SAFETY: the next execvpe, called with the caller's arguments.
-    exec_through(EXECVPE.get(), |next| unsafe { std::mem::transmute::<usize, ExecveFn>(next)(file, argv, envp) })
+    exec_through(real::EXECVPE.get(), |next| unsafe { std::mem::transmute::<usize, ExecveFn>(next)(file, argv, envp) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn fexecve(fd: libc::c_int, argv: Argv, envp: Argv) -> libc::c_int {
     // SAFETY: the next fexecve, called with the caller's arguments.
-    exec_through(FEXECVE.get(), |next| unsafe { std::mem::transmute::<usize, FexecveFn>(next)(fd, argv, envp) })
+    exec_through(real::FEXECVE.get(), |next| unsafe { std::mem::transmute::<usize, FexecveFn>(next)(fd, argv, envp) })
 }
 
 #[no_mangle]
@@ -200,7 +182,7 @@ pub unsafe extern "C" fn execveat(
     flags: libc::c_int,
 ) -> libc::c_int {
     // SAFETY: the next execveat, called with the caller's arguments.
-    exec_through(EXECVEAT.get(), |next| unsafe {
+    exec_through(real::EXECVEAT.get(), |next| unsafe {
         std::mem::transmute::<usize, ExecveatFn>(next)(dirfd, path, argv, envp, flags)
     })
 }

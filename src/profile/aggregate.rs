@@ -42,14 +42,7 @@ pub const LOCK_RELEASE_HOLD: usize = 11;
 /// weights (1/p); rounding each one would bias the estimate. Rounded once, when encoded.
 pub type Values = [f64; SAMPLE_TYPES.len()];
 
-/// What identifies one aggregated sample: its stack (leaf first) and its labels.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SampleKey {
-    pub frames: Box<[u64]>,
-    pub tid: i32,
-    /// Address of the lock of a lock sample (`lock name` label); 0 for other samples.
-    pub lock: u64,
-}
+pub use super::sample_key::SampleKey;
 
 /// The samples of one period, ready to encode.
 pub struct Period {

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::aggregate::SampleKey;
+use super::sample_key::SampleKey;
 
 /// One allocation sample's contribution: (count weight, byte weight).
 /// With sampling probability p = 1 − exp(−size/T): count 1/p, bytes size/p.

@@ -9,4 +9,5 @@ pub mod plt;
 pub mod aggregate;
 pub mod encode;
 pub mod heap;
+pub mod sample_key;
 pub mod lock_name;

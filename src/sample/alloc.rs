@@ -97,7 +97,7 @@ pub fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
     } else {
         countdown::set(next_interval);
     }
-    if ptr.is_null() || !RECORD_ALLOCS.load(Ordering::Acquire) || !crate::runtime::active() {
+    if ptr.is_null() || !RECORD_ALLOCS.load(Ordering::Acquire) || !crate::status::active() {
         return;
     }
     let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
