@@ -36,6 +36,7 @@ test-env:
 	scripts/test-env.sh
 
 test: build test-env
+	$(PYTHON) scripts/check-layers.py
 	DDPROF_TEST_VENV=$(CURDIR)/target/test-venv $(CARGO) test --release
 
 target/demo/cpu_burn: examples/cpu_burn.c

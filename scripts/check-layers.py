@@ -26,15 +26,16 @@ LAYERS = [
     ("cold side: export", ["export"]),
     ("cold side: report", ["report"]),
     ("cold side: profile", ["profile"]),
-    ("python", ["python"]),
-    ("hot side: sample", ["sample"]),
-    ("configuration", ["config"]),
+    ("python: work under the GIL", ["python_gil"]),
+    ("hot side: sample, python frames", ["sample", "python"]),
+    ("process-wide state", ["thread", "own_heap", "real_alloc", "family", "fork_safe"]),
     ("hand-off", ["collect"]),
-    ("process-wide state", ["thread", "own_heap", "family", "fork_safe"]),
-    ("foundation", ["real", "real_alloc", "real_lock", "tls_counter", "yield_lock", "log"]),
+    ("life-cycle status", ["status"]),
+    ("configuration", ["config"]),
+    ("foundation", ["real", "real_lock", "tls_counter", "yield_lock", "log"]),
 ]
 
-PATH = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+|::\{)")
+PATH = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)*)(::\{)?")
 MACROS = {"log_error", "log_warn", "log_info", "log_debug"}
 
 
@@ -151,7 +152,13 @@ def imports(src):
         for m in PATH.finditer(text):
             # `super` is the parent of the file's module (for a/b.rs and a/b/mod.rs alike).
             base = [] if m.group(1) == "crate" else here[:-1]
-            tails = expand_group(text, m.end() - 1) if m.group(2) == "::{" else [m.group(2)[2:]]
+            prefix = m.group(2)[2:]
+            if m.group(3):
+                tails = [(prefix + "::" if prefix else "") + t for t in expand_group(text, m.end() - 1)]
+            elif prefix:
+                tails = [prefix]
+            else:
+                continue
             for tail in tails:
                 segs = list(base)
                 for seg in tail.split("::"):

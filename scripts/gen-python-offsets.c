@@ -65,7 +65,7 @@ int main(void) {
     field("interp_threads_head", offsetof(PyInterpreterState, tstate_head));
 #endif
     /* 3.9–3.12 wake the main thread for a pending call only when the caller is the main
-     * thread itself; a foreign caller sets this flag (see src/python/gil_tasks.rs). */
+     * thread itself; a foreign caller sets this flag (see src/python_gil/gil_tasks.rs). */
 #if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030D0000
     field("interp_eval_breaker", offsetof(PyInterpreterState, ceval.eval_breaker));
 #else

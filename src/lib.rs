@@ -1,18 +1,37 @@
 //! libddprof: a continuous profiler loaded with LD_PRELOAD.
 //!
+//! The modules form layers; every `use crate::…` points down (checked by
+//! `scripts/check-layers.py`, part of `make test`). Top first:
+//!
+//! - `hooks`        the exported C symbols (malloc family, pthread locks, pthread_create,
+//!                  fork/exec/exit, sigaction): the program calls in here
+//! - `runtime`      life cycle: start-up, thread start and exit, fork, exec, exit;
+//!   `child_threads` a forked child's deferred exporter and wall sampler
+//!
+//! Cold side (the exporter thread; never imports the hooks or the life cycle):
+//! - `export`       exporter thread, file writer, Agent uploader, hand-over of children's profiles
+//! - `report`       `ddprof-report` (reads pprof files; not part of the preloaded profiler)
+//! - `profile`      aggregation, symbolization, naming Python frames, pprof encoding
+//! - `python_gil`   work run inside the interpreter under its GIL (allocator hook install,
+//!                  `threading` names, exit drain), requested by the exporter
+//!
 //! Hot side (runs inside the program's threads: hooks and the SIGPROF handler; never
-//! allocates, locks or logs):
-//! - `hooks`    the exported C symbols (pthread_create, _exit, execve, sigaction, …)
-//! - `sample`   timers, the SIGPROF handler, stack capture (framehop)
-//! - `collect`  the lock-free ring that hands samples to the cold side
-//! - `thread`   per-thread state in const TLS
+//! allocates through the program's malloc, blocks or logs):
+//! - `sample`       timers, the SIGPROF handler, wall sampler, stack capture (framehop),
+//!                  allocation and lock samplers
+//! - `python`       finding the interpreter and reading a thread's Python frames
 //!
-//! Cold side (the exporter thread):
-//! - `export`   exporter thread and destinations (files)
-//! - `profile`  aggregation, symbolization, pprof encoding
+//! Below both:
+//! - `thread`, `own_heap`, `real_alloc`, `family`, `fork_safe`: per-thread state, the
+//!   library's own heap, the next allocator, a page shared with forked children, fork resets
+//! - `collect`      the lock-free ring and live-heap table that hand samples to the cold side
+//! - `status`       what the life cycle publishes (active, owner pid, config, profile ended)
+//! - `config`       DD_* variables, validated
+//! - `real`, `real_lock`, `tls_counter`, `yield_lock`, `log`: next symbols, small primitives
 //!
-//! Shared: `config` (DD_* variables), `runtime` (life cycle), `real` (next symbols), `log`,
-//! `family` (a page shared with forked children).
+//! A lower layer that must reach up (the hand-off starting a forked child's deferred threads,
+//! the exit drain asking the exporter to drain) is given a function at start-up by
+//! `runtime::start`, never an import.
 
 pub mod child_threads;
 pub mod collect;
@@ -25,12 +44,14 @@ pub mod log;
 pub mod own_heap;
 pub mod profile;
 pub mod python;
+pub mod python_gil;
 pub mod real;
 pub mod report;
 pub mod real_alloc;
 pub mod real_lock;
 pub mod runtime;
 pub mod sample;
+pub mod status;
 pub mod thread;
 pub mod tls_counter;
 pub mod yield_lock;

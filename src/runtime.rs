@@ -35,6 +35,7 @@ pub fn start() {
     crate::collect::set_deferred_start(crate::child_threads::start_if_due);
     unwind::with_tracker(|tracker| tracker.refresh());
     crate::python::init();
+    crate::python_gil::set_drain(exporter::drain_now);
     create_thread_exit_key();
     install_fork_handlers();
     start_signal_sampling(&config);
@@ -295,6 +296,8 @@ unsafe extern "C" fn after_fork_in_child() {
     crate::profile::heap::after_fork_in_child();
     crate::export::upload::reset_after_fork();
     crate::python::after_fork_in_child();
+    crate::profile::python_frames::after_fork_in_child();
+    crate::python_gil::after_fork_in_child();
     crate::profile::symbolize::after_fork_in_child();
     unwind::tracker_after_fork_in_child();
     exporter::after_fork_in_child();

@@ -203,6 +203,10 @@ pub fn block_cpu_signal() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &sigprof_set(), std::ptr::null_mut()) };
 }
 
+/// The signal of CPU and wall samples: the timers and the wall sampler send it, the sampling
+/// handler (sample/signal.rs) takes it.
+pub const CPU_SIGNAL: i32 = libc::SIGPROF;
+
 /// The signal set holding SIGPROF alone. Built by hand rather than with sigemptyset and
 /// sigaddset: a forked child needs it, and their code is one more page to fault in.
 pub fn sigprof_set() -> libc::sigset_t {

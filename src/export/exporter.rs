@@ -111,7 +111,8 @@ pub fn export_inline(config: Arc<Config>) {
     // With nothing recorded there is nothing to unwind or name: no module list to refresh.
     if !quiet_since_fork() {
         crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-        crate::python::refresh();
+        crate::python_gil::refresh();
+        crate::profile::python_frames::check_health();
     }
     let mut exporter = Exporter::new(config);
     exporter.drain();
@@ -147,7 +148,7 @@ pub fn final_flush(timeout: Duration) {
 
 /// Has the exporter drain the ring now and waits for it, at most `timeout`: whatever was
 /// recorded before the call is then aggregated (and its Python frames named). For the
-/// interpreter's finalization (python/exit_drain.rs).
+/// interpreter's finalization (python_gil/exit_drain.rs).
 pub fn drain_now(timeout: Duration) {
     ask_and_wait(timeout, |control| {
         if control.final_requested {
@@ -212,11 +213,12 @@ impl Exporter {
         loop {
             // While a Python interpreter starts, its allocator hook is wanted as early as
             // possible: allocations made before it is in place are not seen.
-            let python_starting = crate::python::starting();
+            let python_starting = crate::python_gil::starting();
             let final_requested = wait(shared, if busy || python_starting { BUSY_DRAIN_INTERVAL } else { DRAIN_INTERVAL });
             if final_requested || python_starting || Instant::now() >= next_refresh {
                 crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-                crate::python::refresh();
+                crate::python_gil::refresh();
+                crate::profile::python_frames::check_health();
                 next_refresh = Instant::now() + DRAIN_INTERVAL;
             }
             let asked = drains_asked(shared);

@@ -113,7 +113,7 @@ impl Aggregator {
     pub fn add(&mut self, header: &Header, words: &[u64]) {
         let merged;
         let frames = if header.native_len < words.len() && header.kind != Kind::ThreadName {
-            merged = crate::python::merge(&words[..header.native_len], &words[header.native_len..]);
+            merged = super::python_frames::merge(&words[..header.native_len], &words[header.native_len..]);
             &merged[..]
         } else {
             words
@@ -229,7 +229,7 @@ impl Aggregator {
             totals[column] += value;
         }
         if !self.thread_names.contains_key(&tid) {
-            if let Some(name) = crate::python::thread_name(tid).or_else(|| read_thread_name(tid)) {
+            if let Some(name) = crate::python_gil::thread_name(tid).or_else(|| read_thread_name(tid)) {
                 self.thread_names.insert(tid, name);
             }
         }
@@ -255,7 +255,7 @@ impl Aggregator {
         // Python names may have arrived after a thread was first seen (they come from the
         // interpreter, a little later); they win over the kernel's name.
         for (&tid, name) in self.thread_names.iter_mut() {
-            if let Some(python_name) = crate::python::thread_name(tid) {
+            if let Some(python_name) = crate::python_gil::thread_name(tid) {
                 *name = python_name;
             }
         }
@@ -263,7 +263,7 @@ impl Aggregator {
         let names = self.thread_names.clone();
         let gone = |tid: i32| !thread_alive(tid);
         self.thread_names.retain(|&tid, _| !gone(tid));
-        crate::python::forget_thread_names(gone);
+        crate::python_gil::forget_thread_names(gone);
         self.last_wall_stack.retain(|&tid, _| thread_alive(tid));
         self.last_cpu_stack.retain(|&tid, _| thread_alive(tid));
         let period = Period { start: self.start, end, samples, thread_names: names, dropped: self.dropped };

@@ -101,7 +101,7 @@ fn build_locations(
         locations.insert(address, builder.location(mapping_id, address, &lines));
     }
     for word in python {
-        let lines: Vec<(u64, i64)> = match crate::python::describe(word) {
+        let lines: Vec<(u64, i64)> = match super::python_frames::describe(word) {
             Some(f) => vec![(builder.function(&f.function, &f.function, &f.file, 0), f.line as i64)],
             None => vec![(builder.function("<unknown python frame>", "", "", 0), 0)],
         };

@@ -9,5 +9,6 @@ pub mod plt;
 pub mod aggregate;
 pub mod encode;
 pub mod heap;
-pub mod sample_key;
 pub mod lock_name;
+pub mod python_frames;
+pub mod sample_key;

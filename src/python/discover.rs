@@ -12,6 +12,7 @@ use std::ffi::{CStr, CString};
 use std::ops::Range;
 
 use super::layout::{Layout, ABSENT};
+use super::layout_table::LAYOUTS;
 use super::memory;
 
 /// What the reader needs to know about the interpreter it reads.
@@ -125,7 +126,7 @@ fn inspect(scope: &Scope) -> Found {
         ));
     };
     let (major, minor, micro) = version;
-    let Some(layout) = Layout::for_version(major, minor) else {
+    let Some(layout) = generated_layout(major, minor) else {
         return Found::Unsupported(format!(
             "CPython {major}.{minor}.{micro} ({origin}) is not supported; Python frames are read for 3.8 to 3.13"
         ));
@@ -356,6 +357,11 @@ pub fn check_live(t: &Target) -> Live {
         tstate = next;
     }
     Live::NotYet
+}
+
+/// The layout generated from CPython `major.minor`'s headers, if this build has it.
+pub fn generated_layout(major: u32, minor: u32) -> Option<&'static Layout> {
+    LAYOUTS.iter().find(|l| l.major == major && l.minor == minor)
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@
 //! `-DPy_BUILD_CORE`) and writes `layout_table.rs`. On 3.13+ the running interpreter's
 //! `_Py_DebugOffsets` is compared with the same headers at start-up (`discover.rs`).
 
-pub use super::layout_table::LAYOUTS;
-
 /// Marks a field the version does not have.
 pub const ABSENT: u32 = u32::MAX;
 
@@ -110,13 +108,6 @@ pub enum LineTable {
 }
 
 impl Layout {
-    /// The layout for CPython `major.minor`, if this build knows it.
-    pub fn for_version(major: u32, minor: u32) -> Option<&'static Layout> {
-        LAYOUTS
-            .iter()
-            .find(|l| l.major == major && l.minor == minor)
-    }
-
     pub fn line_table(&self) -> LineTable {
         match self.minor {
             ..=9 => LineTable::Lnotab,
@@ -134,12 +125,13 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::python::discover::generated_layout;
 
     #[test]
     fn every_supported_version_has_a_consistent_layout() {
         for minor in 8..=13 {
             let l =
-                Layout::for_version(3, minor).unwrap_or_else(|| panic!("no layout for 3.{minor}"));
+                generated_layout(3, minor).unwrap_or_else(|| panic!("no layout for 3.{minor}"));
             assert!(l.frame_previous < l.frame_size && l.frame_code < l.frame_size);
             assert_eq!(l.interpreter_frames(), minor >= 11);
             assert_eq!(l.tstate_cframe != ABSENT, minor == 11 || minor == 12);

@@ -32,7 +32,9 @@ use std::ops::Range;
 use super::discover::Target;
 use super::layout::ABSENT;
 use super::memory::{self, u64_at, u8_at};
-use super::PYTHON_FRAME_TAG;
+
+/// Frame words with this bit set are Python frames (user-space addresses never have it).
+pub const PYTHON_FRAME_TAG: u64 = 1 << 63;
 
 pub const FLAG_ENTRY: u64 = 1 << 32;
 pub const FLAG_GENERATOR: u64 = 1 << 33;

@@ -12,8 +12,7 @@ use crate::sample::{stack, wall};
 use crate::sample::unwind::Registers;
 use crate::thread;
 
-/// The signal the CPU timers use.
-pub const CPU_SIGNAL: i32 = libc::SIGPROF;
+pub use crate::thread::CPU_SIGNAL;
 
 /// Set when CPU samples should be recorded.
 pub static CPU_SAMPLING: AtomicBool = AtomicBool::new(false);

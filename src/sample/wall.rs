@@ -464,7 +464,7 @@ fn send_wall_signal(tid: i32) {
     // SAFETY: getpid/getuid have no preconditions.
     let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
     let info = QueuedSigInfo {
-        signo: super::signal::CPU_SIGNAL,
+        signo: crate::thread::CPU_SIGNAL,
         errno: 0,
         code: libc::SI_QUEUE,
         _pad: 0,
@@ -474,7 +474,7 @@ fn send_wall_signal(tid: i32) {
         _rest: [0; 12],
     };
     // SAFETY: info is a fully initialised 128-byte siginfo; the kernel copies it.
-    unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, super::signal::CPU_SIGNAL, &info) };
+    unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, crate::thread::CPU_SIGNAL, &info) };
 }
 
 /// Whether a SIGPROF is the wall sampler's (then it is not a CPU sample).

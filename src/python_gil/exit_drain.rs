@@ -14,12 +14,29 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::c_api::{Api, MethodDef, Object, METH_NOARGS};
+use crate::python::c_api::{Api, MethodDef, Object, METH_NOARGS};
 
 /// The callback's own wait for the exporter; the program's exit waits this long at most.
 const DRAIN_WAIT: Duration = Duration::from_millis(500);
 
 static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// The exporter's "drain now and wait, at most this long" (`exporter::drain_now`),
+/// registered at start-up: this layer sits below the exporter and does not call it by name.
+static DRAIN: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers what the atexit callback calls to have the exporter drain.
+pub fn set_drain(drain_now: fn(Duration)) {
+    DRAIN.store(drain_now as usize, Ordering::Release);
+}
+
+fn drain(timeout: Duration) {
+    let f = DRAIN.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: only `set_drain` stores here, and it stores a `fn(Duration)`.
+        unsafe { std::mem::transmute::<usize, fn(Duration)>(f)(timeout) };
+    }
+}
 /// What the callback returns with, saved when it is registered (`Py_IncRef` and `&_Py_NoneStruct`):
 /// the Python target may have been given up on since, but the callback must still return None.
 static INC_REF: AtomicUsize = AtomicUsize::new(0);
@@ -78,7 +95,7 @@ pub fn register(api: &Api) {
 
 /// The atexit callback (main thread, GIL held): drain now, while code objects live.
 unsafe extern "C" fn drain_before_finalization(_module: Object, _unused: Object) -> Object {
-    let _ = std::panic::catch_unwind(|| crate::export::exporter::drain_now(DRAIN_WAIT));
+    let _ = std::panic::catch_unwind(|| drain(DRAIN_WAIT));
     let (inc_ref, none) = (INC_REF.load(Ordering::Acquire), NONE.load(Ordering::Acquire));
     // SAFETY: both were stored by `register` before this function object existed: the
     // interpreter's `Py_IncRef` and its None object. A new reference to None is what a

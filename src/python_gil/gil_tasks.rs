@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 
 use libc::{c_int, c_void};
 
-use super::c_api::{Api, Object};
-use super::discover::Target;
-use super::layout::ABSENT;
-use super::memory;
+use crate::python::c_api::{Api, Object};
+use crate::python::discover::Target;
+use crate::python::layout::ABSENT;
+use crate::python::memory;
 
 pub const INSTALL_ALLOCATOR: u8 = 1;
 pub const READ_THREAD_NAMES: u8 = 2;
@@ -203,7 +203,7 @@ extern "C" fn recompute_eval_breaker(_: *mut c_void) -> c_int {
 /// Runs on the interpreter's main thread with the GIL held.
 extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
     QUEUED.store(false, Ordering::Release);
-    let Some(api) = super::target().and_then(|t| t.api) else { return 0 };
+    let Some(api) = crate::python::target().and_then(|t| t.api) else { return 0 };
     // SAFETY: `int (void)`, reads a runtime flag. A call queued just before finalization may
     // run during it (`_Py_FinishPendingCalls`): then the interpreter is left alone.
     if api.is_finalizing.is_some_and(|f| unsafe { f() } != 0) {
@@ -232,7 +232,7 @@ extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
         (api.err_clear)();
         (api.err_restore)(saved[0], saved[1], saved[2]);
     }
-    if super::target().is_some_and(|t| t.layout.interp_eval_breaker != ABSENT) {
+    if crate::python::target().is_some_and(|t| t.layout.interp_eval_breaker != ABSENT) {
         // The exporter may have raised the eval breaker after CPython recomputed it for this
         // call (`wake_main_thread`): an empty call queued from the main thread makes CPython
         // compute the flag again once it has run, so it cannot stay raised for nothing.

@@ -13,11 +13,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::code::{CodeCache, Resolved};
-use super::discover::Target;
-use super::walk::{self, FLAG_ENTRY, FLAG_GENERATOR};
-use super::PYTHON_FRAME_TAG;
-use crate::profile::symbolize::Frame;
+use super::symbolize::Frame;
+use crate::python::code::{CodeCache, Resolved};
+use crate::python::discover::Target;
+use crate::python::walk::{self, FLAG_ENTRY, FLAG_GENERATOR, PYTHON_FRAME_TAG};
 
 /// Distinct Python frames kept; past this, new ones share one "too many" entry.
 const MAX_INTERNED: usize = 1 << 22;
@@ -85,16 +84,33 @@ pub(crate) fn after_fork_in_child() {
     crate::fork_safe::keep_if_consistent(&COLD);
 }
 
-/// Frames resolved and frames that were not code objects, since start.
-pub fn health() -> (u64, u64) {
-    with_cold(|c| (c.resolved, c.invalid))
+/// Code objects that do not look like code objects, in bulk, mean a layout this build does
+/// not understand: Python frames are then disabled (one warning) and the cache dropped.
+pub fn check_health() {
+    if !crate::python::target::confirmed() {
+        return;
+    }
+    let (resolved, invalid) = with_cold(|c| (c.resolved, c.invalid));
+    if invalid >= 1000 && invalid > 4 * resolved {
+        let (major, minor, micro) = crate::python::target().map(|t| t.version).unwrap_or_default();
+        crate::python::target::disable(&format!(
+            "{invalid} of {} frames read from CPython {major}.{minor}.{micro} are not code objects",
+            resolved + invalid
+        ));
+        with_cold(|c| c.codes.clear());
+    }
 }
 
-pub fn forget_code_objects() {
-    with_cold(|c| c.codes.clear());
+/// The native stack with each `_PyEval_EvalFrameDefault` frame replaced by the Python frames
+/// it runs.
+pub fn merge(native: &[u64], python_words: &[u64]) -> Vec<u64> {
+    match crate::python::target() {
+        Some(t) if !python_words.is_empty() => merge_with(t, native, python_words),
+        _ => native.to_vec(),
+    }
 }
 
-pub fn merge(t: &Target, native: &[u64], python: &[u64]) -> Vec<u64> {
+fn merge_with(t: &Target, native: &[u64], python: &[u64]) -> Vec<u64> {
     let groups = with_cold(|cold| groups(t, cold, python));
     if groups.is_empty() {
         return native.to_vec();
@@ -155,6 +171,7 @@ pub fn splice(eval: &std::ops::Range<u64>, native: &[u64], groups: Vec<Vec<u64>>
     out
 }
 
+/// A merged Python frame word → function (qualified name), file, line.
 pub fn describe(word: u64) -> Option<Frame> {
     let i = (word & !PYTHON_FRAME_TAG) as usize;
     with_cold(|c| c.interner.frames.get(i).cloned())

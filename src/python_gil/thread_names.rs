@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::c_api::{Api, Object};
+use crate::python::c_api::{Api, Object};
 
 /// Python's name for each native thread id, as last read.
 static NAMES: crate::yield_lock::Lock<Option<HashMap<i32, String>>> = crate::yield_lock::Lock::new(None);

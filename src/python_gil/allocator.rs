@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::c_void;
 
-use super::c_api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
+use crate::python::c_api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
 use crate::collect::live_heap;
 use crate::sample::alloc::{on_alloc, on_free, on_sample_point, reaches_sample_point};
 use crate::tls_counter::alloc_bytes_left as countdown;
