@@ -70,6 +70,28 @@ pub struct Config {
     pub exit_flush_timeout: Duration,
     /// What debug info kept in a separate file (`/usr/lib/debug`) is used for.
     pub separate_debug_info: SeparateDebugInfo,
+    /// Which native frames a Python process's stacks keep.
+    pub python_native: PythonNative,
+}
+
+/// `DD_PROFILING_PYTHON_NATIVE`: in a Python process, `Python` (the default) folds the
+/// interpreter's own native frames (evaluation loop, calls, object protocol, allocator) into
+/// the Python frame that runs them; native frames outside the interpreter (C extensions, the
+/// libraries they call, libc) stay. `All` keeps every native frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PythonNative {
+    Python,
+    All,
+}
+
+impl PythonNative {
+    fn parse(s: &str) -> Option<PythonNative> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "python" => Some(PythonNative::Python),
+            "all" => Some(PythonNative::All),
+            _ => None,
+        }
+    }
 }
 
 /// `DD_PROFILING_SEPARATE_DEBUG_INFO`: a library whose debug info was split into its own file
@@ -144,6 +166,7 @@ impl Default for Config {
             upload_timeout: Duration::from_secs_f64(DEFAULT_UPLOAD_TIMEOUT_S),
             exit_flush_timeout: Duration::from_secs_f64(DEFAULT_EXIT_FLUSH_TIMEOUT_S),
             separate_debug_info: SeparateDebugInfo::Symbols,
+            python_native: PythonNative::Python,
         }
     }
 }
@@ -293,6 +316,13 @@ fn from_source(read: impl Fn(&str) -> Option<Raw>) -> (Config, Vec<String>) {
             SeparateDebugInfo::Symbols,
             "symbols",
             SeparateDebugInfo::parse,
+        ),
+        python_native: r.setting(
+            "DD_PROFILING_PYTHON_NATIVE",
+            "python or all",
+            PythonNative::Python,
+            "python",
+            PythonNative::parse,
         ),
     };
     (config, r.warnings)
@@ -735,6 +765,7 @@ mod tests {
         "DD_PROFILING_UPLOAD_TIMEOUT",
         "DD_PROFILING_EXIT_FLUSH_TIMEOUT",
         "DD_PROFILING_SEPARATE_DEBUG_INFO",
+        "DD_PROFILING_PYTHON_NATIVE",
     ];
 
     #[test]
@@ -1031,6 +1062,17 @@ mod tests {
         assert_eq!(load_ok(&[(var, " Symbols ")]).separate_debug_info, SeparateDebugInfo::Symbols);
         for bad in ["dwarf", "yes", "1", "💥", "fu ll"] {
             assert_one_warning(var, bad, "using the default symbols");
+        }
+    }
+
+    #[test]
+    fn python_native() {
+        let var = "DD_PROFILING_PYTHON_NATIVE";
+        assert_eq!(load_ok(&[]).python_native, PythonNative::Python);
+        assert_eq!(load_ok(&[(var, "all")]).python_native, PythonNative::All);
+        assert_eq!(load_ok(&[(var, " Python ")]).python_native, PythonNative::Python);
+        for bad in ["full", "native", "1", "al l"] {
+            assert_one_warning(var, bad, "using the default python");
         }
     }
 

@@ -209,6 +209,15 @@ impl SlotWriter<'_> {
         }
     }
 
+    /// Reads back frame `i` written by this writer (0 past the capacity).
+    pub fn frame(&self, i: usize) -> u64 {
+        if i < self.ring.max_frames() {
+            self.word(HEADER_WORDS + i).load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
     pub fn capacity(&self) -> usize {
         self.ring.max_frames()
     }

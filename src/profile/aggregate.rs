@@ -304,7 +304,7 @@ pub fn read_thread_name(tid: i32) -> Option<String> {
 
 /// The library's own code, found once (a forked child inherits it rather than walking the
 /// loader's module list again in every aggregator it makes).
-fn own_text() -> Option<Range<u64>> {
+pub fn own_text() -> Option<Range<u64>> {
     static OWN_TEXT: std::sync::OnceLock<Option<Range<u64>>> = std::sync::OnceLock::new();
     OWN_TEXT.get_or_init(|| crate::sample::modules::text_range_containing(own_text as *const () as u64)).clone()
 }

@@ -3,12 +3,17 @@
 //! addresses attached to their mapping, so they can be symbolized offline.
 
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::aggregate::{Period, SAMPLE_TYPES};
+use super::aggregate::{Period, LOCK_ACQUIRE, LOCK_ACQUIRE_WAIT, SAMPLE_TYPES};
 use super::builder::{LabelValue, ProfileBuilder};
 use super::pprof::Profile;
-use super::symbolize::Symbolizer;
+use super::symbolize::{Symbolized, Symbolizer};
+use super::view;
+use crate::config::PythonNative;
+use crate::sample::both_ends::OMITTED_TAG;
 use crate::python::PYTHON_FRAME_TAG;
 use crate::sample::unwind::Mapping;
 
@@ -50,19 +55,33 @@ fn finish(mut builder: ProfileBuilder, period: &Period, options: &EncodeOptions)
 
 pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut Symbolizer) -> Profile {
     let mut builder = new_builder(period, options);
-    let locations = build_locations(period, options.mappings, symbolizer, &mut builder);
+    let symbols = symbolize(period, options.mappings, symbolizer);
+    let context = view_context(&symbols);
+    let mut locations = Locations { symbols: &symbols, mappings: options.mappings, ids: HashMap::new(), mapping_ids: HashMap::new() };
     for (key, values) in &period.samples {
-        let picked: Vec<i64> = options.columns.iter().map(|&c| values[c].round() as i64).collect();
+        let shown = view::show(&key.frames, key.lock != 0, &context);
+        let mut picked: Vec<i64> = options.columns.iter().map(|&c| values[c].round() as i64).collect();
+        if shown.idle_wait {
+            for (v, &c) in picked.iter_mut().zip(options.columns) {
+                if c == LOCK_ACQUIRE || c == LOCK_ACQUIRE_WAIT {
+                    *v = 0;
+                }
+            }
+        }
         if picked.iter().all(|&v| v == 0) {
             continue;
         }
-        let ids: Vec<u64> = key.frames.iter().map(|a| locations[a]).collect();
+        let ids: Vec<u64> = shown.frames.iter().map(|&w| locations.id(w, &mut builder)).collect();
         let name = period.thread_names.get(&key.tid).map(String::as_str).unwrap_or("");
         let mut labels = vec![LabelValue::Num { key: "thread id", value: key.tid as i64, unit: None }];
         if !name.is_empty() {
             labels.push(LabelValue::Str { key: "thread name", value: name });
         }
-        let lock_name = (key.lock != 0).then(|| super::lock_name::describe(key.lock));
+        let lock_name: Option<Rc<str>> = match key.lock {
+            0 => None,
+            _ if shown.gil => Some("GIL".into()),
+            addr => Some(super::lock_name::describe(addr)),
+        };
         if let Some(lock_name) = &lock_name {
             labels.push(LabelValue::Str { key: "lock name", value: lock_name });
         }
@@ -71,41 +90,74 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
     finish(builder, period, options)
 }
 
-/// One pprof location per distinct address.
-fn build_locations(
-    period: &Period,
-    mappings: &[Mapping],
-    symbolizer: &mut Symbolizer,
-    builder: &mut ProfileBuilder,
-) -> HashMap<u64, u64> {
-    let mut words: Vec<u64> = period.samples.keys().flat_map(|k| k.frames.iter().copied()).collect();
-    words.sort_unstable();
-    words.dedup();
-    let (python, addresses): (Vec<u64>, Vec<u64>) = words.into_iter().partition(|w| w & PYTHON_FRAME_TAG != 0);
+/// Symbols of every native address of the period's stacks, resolved in one batch.
+fn symbolize(period: &Period, mappings: &[Mapping], symbolizer: &mut Symbolizer) -> HashMap<u64, Arc<Symbolized>> {
+    let mut addresses: Vec<u64> = period
+        .samples
+        .keys()
+        .flat_map(|k| k.frames.iter().copied())
+        .filter(|&w| w & (PYTHON_FRAME_TAG | OMITTED_TAG) == 0)
+        .collect();
+    addresses.sort_unstable();
+    addresses.dedup();
     let symbols = symbolizer.resolve(&addresses, mappings);
-    let mut mapping_ids: HashMap<usize, u64> = HashMap::new();
-    let mut locations = HashMap::with_capacity(addresses.len());
-    for (&address, symbolized) in addresses.iter().zip(symbols.iter()) {
-        let mapping_id = match mappings.iter().position(|m| m.text_avma.contains(&address)) {
-            Some(index) => *mapping_ids.entry(index).or_insert_with(|| {
-                let m = &mappings[index];
-                builder.mapping(m.text_avma.start, m.text_avma.end, m.text_file_offset, &m.path, &m.build_id, true)
-            }),
-            None => 0,
-        };
-        let lines: Vec<(u64, i64)> = symbolized
-            .frames
-            .iter()
-            .map(|f| (builder.function(&f.function, &f.function, &f.file, 0), f.line as i64))
-            .collect();
-        locations.insert(address, builder.location(mapping_id, address, &lines));
+    addresses.into_iter().zip(symbols).collect()
+}
+
+/// How this process's stacks are shown (see view.rs).
+fn view_context(symbols: &HashMap<u64, Arc<Symbolized>>) -> view::Context<'_> {
+    let config = crate::status::config();
+    let interpreter = crate::python::target()
+        .filter(|t| !t.eval.is_empty())
+        .and_then(|t| crate::sample::modules::text_range_containing(t.eval.start));
+    view::Context {
+        python_view: interpreter.is_some() && config.is_none_or(|c| c.python_native == PythonNative::Python),
+        interpreter,
+        own: super::aggregate::own_text(),
+        max_frames: config.map_or(usize::MAX, |c| c.max_frames),
+        symbols,
     }
-    for word in python {
+}
+
+/// One pprof location per distinct frame word, made when first used.
+struct Locations<'a> {
+    symbols: &'a HashMap<u64, Arc<Symbolized>>,
+    mappings: &'a [Mapping],
+    ids: HashMap<u64, u64>,
+    mapping_ids: HashMap<usize, u64>,
+}
+
+impl Locations<'_> {
+    fn id(&mut self, word: u64, builder: &mut ProfileBuilder) -> u64 {
+        if let Some(&id) = self.ids.get(&word) {
+            return id;
+        }
+        let id = if word & PYTHON_FRAME_TAG != 0 { self.python(word, builder) } else { self.native(word, builder) };
+        self.ids.insert(word, id);
+        id
+    }
+
+    fn python(&mut self, word: u64, builder: &mut ProfileBuilder) -> u64 {
         let lines: Vec<(u64, i64)> = match super::python_frames::describe(word) {
             Some(f) => vec![(builder.function(&f.function, &f.function, &f.file, 0), f.line as i64)],
             None => vec![(builder.function("<unknown python frame>", "", "", 0), 0)],
         };
-        locations.insert(word, builder.location(0, 0, &lines));
+        builder.location(0, 0, &lines)
     }
-    locations
+
+    fn native(&mut self, address: u64, builder: &mut ProfileBuilder) -> u64 {
+        let mapping_id = match self.mappings.iter().position(|m| m.text_avma.contains(&address)) {
+            Some(index) => *self.mapping_ids.entry(index).or_insert_with(|| {
+                let m = &self.mappings[index];
+                builder.mapping(m.text_avma.start, m.text_avma.end, m.text_file_offset, &m.path, &m.build_id, true)
+            }),
+            None => 0,
+        };
+        let lines: Vec<(u64, i64)> = self
+            .symbols
+            .get(&address)
+            .map(|s| s.frames.iter().map(|f| (builder.function(&f.function, &f.function, &f.file, 0), f.line as i64)).collect())
+            .unwrap_or_default();
+        builder.location(mapping_id, address, &lines)
+    }
 }

@@ -11,4 +11,5 @@ pub mod encode;
 pub mod heap;
 pub mod lock_name;
 pub mod python_frames;
+pub mod view;
 pub mod sample_key;

@@ -1,11 +1,12 @@
 //! Cold side: splicing the Python frames of a sample into its native stack, and naming them.
 //!
 //! The hot side recorded, leaf first, two words per Python frame (see `walk.rs`), with
-//! `FLAG_ENTRY` on the outermost frame of each `_PyEval_EvalFrameDefault` call. Those
-//! frames are cut into one group per call; walking the native stack leaf first, the n-th
-//! `_PyEval_EvalFrameDefault` frame is replaced by the n-th group (leaf first). Groups left
-//! over (a native stack cut short) go at the root end; a group whose frames all vanished
-//! leaves its native frame in place.
+//! `FLAG_ENTRY` on the outermost frame of each `_PyEval_EvalFrameDefault` call, so each frame
+//! knows which evaluation-loop call (counted from the leaf) runs it. Walking the native stack
+//! leaf first, the n-th `_PyEval_EvalFrameDefault` frame is replaced by the frames of call n.
+//! A capture cut in the middle (`sample/both_ends.rs`) says how many evaluation frames and
+//! calls it hid, so the root ends stay paired. Frames left over (a native stack cut short) go
+//! at the root end; a call whose frames all vanished leaves its native frame in place.
 //!
 //! A resolved frame becomes one word, `PYTHON_FRAME_TAG | index` into a table of distinct
 //! (qualified name, file, line), which `describe` reads back when the profile is encoded.
@@ -17,6 +18,7 @@ use super::symbolize::Frame;
 use crate::python::code::{CodeCache, Resolved};
 use crate::python::discover::Target;
 use crate::python::walk::{self, FLAG_ENTRY, FLAG_GENERATOR, PYTHON_FRAME_TAG};
+use crate::sample::both_ends::{decode_native_marker, decode_python_marker, OMITTED_TAG};
 
 /// Distinct Python frames kept; past this, new ones share one "too many" entry.
 const MAX_INTERNED: usize = 1 << 22;
@@ -111,68 +113,99 @@ pub fn merge(native: &[u64], python_words: &[u64]) -> Vec<u64> {
 }
 
 fn merge_with(t: &Target, native: &[u64], python: &[u64]) -> Vec<u64> {
-    let groups = with_cold(|cold| groups(t, cold, python));
-    if groups.is_empty() {
+    let frames = with_cold(|cold| python_frames(t, cold, python));
+    if frames.is_empty() {
         return native.to_vec();
     }
-    splice(&t.eval, native, groups)
+    splice(&t.eval, native, &frames)
 }
 
-/// Python frames by `_PyEval_EvalFrameDefault` call, innermost call first, each leaf first.
-fn groups(t: &Target, cold: &mut Cold, python: &[u64]) -> Vec<Vec<u64>> {
-    let mut groups = Vec::new();
-    let mut current = Vec::new();
-    let mut open = false;
+/// A Python frame word (or an omitted-frames word) and the evaluation-loop call it belongs
+/// to, counted from the leaf.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InCall {
+    pub call: usize,
+    pub word: u64,
+}
+
+/// The resolved Python frames, leaf first, each with its evaluation-loop call. A cut made by
+/// the capture (`both_ends.rs`) becomes one `PYTHON_FRAME_TAG | OMITTED_TAG | count` word, and
+/// the calls it hid are counted, so frames on both sides keep their call numbers.
+fn python_frames(t: &Target, cold: &mut Cold, python: &[u64]) -> Vec<InCall> {
+    let mut out = Vec::new();
+    let mut call = 0;
     // A trailing half frame (the slot filled up between the two words) is ignored.
     for pair in python.chunks_exact(2) {
+        if let Some((frames, calls)) = decode_python_marker(pair) {
+            out.push(InCall { call, word: PYTHON_FRAME_TAG | OMITTED_TAG | frames as u64 });
+            call += calls;
+            continue;
+        }
         let code = pair[0] & !PYTHON_FRAME_TAG;
         let (offset, flags) = walk::decode_offset(pair[1]);
-        open = true;
-        match cold
-            .codes
-            .resolve(t, code, offset, flags & FLAG_GENERATOR != 0)
-        {
+        match cold.codes.resolve(t, code, offset, flags & FLAG_GENERATOR != 0) {
             Resolved::Frame { name, file, line } => {
                 cold.resolved += 1;
-                current.push(cold.interner.word(&name, &file, line));
+                out.push(InCall { call, word: cold.interner.word(&name, &file, line) });
             }
             Resolved::Incomplete => {}
             Resolved::Invalid => cold.invalid += 1,
         }
         if flags & FLAG_ENTRY != 0 {
-            groups.push(std::mem::take(&mut current));
-            open = false;
+            call += 1;
         }
-    }
-    if open {
-        groups.push(current);
-    }
-    groups
-}
-
-/// Replaces the n-th `_PyEval_EvalFrameDefault` frame of `native` (leaf first) with the n-th
-/// group.
-pub fn splice(eval: &std::ops::Range<u64>, native: &[u64], groups: Vec<Vec<u64>>) -> Vec<u64> {
-    let mut out = Vec::with_capacity(native.len() + groups.iter().map(Vec::len).sum::<usize>());
-    let mut groups = groups.into_iter();
-    for &address in native {
-        if eval.contains(&address) {
-            match groups.next() {
-                Some(group) if !group.is_empty() => out.extend(group),
-                _ => out.push(address),
-            }
-        } else {
-            out.push(address);
-        }
-    }
-    for group in groups {
-        out.extend(group);
     }
     out
 }
 
+/// Replaces the n-th `_PyEval_EvalFrameDefault` frame of `native` (leaf first) with the
+/// Python frames of call n, and of earlier calls whose own native frame was cut from the
+/// capture. An evaluation frame whose call left no Python frame stays; Python frames left over
+/// (a native stack cut short) go at the root end.
+pub fn splice(eval: &std::ops::Range<u64>, native: &[u64], python: &[InCall]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(native.len() + python.len());
+    let mut call = 0;
+    let mut next = 0;
+    for &address in native {
+        if let Some((_, calls)) = decode_native_marker(address) {
+            out.push(address);
+            call += calls;
+        } else if eval.contains(&address) {
+            let before = out.len();
+            while next < python.len() && python[next].call <= call {
+                out.push(python[next].word);
+                next += 1;
+            }
+            if out.len() == before {
+                out.push(address);
+            }
+            call += 1;
+        } else {
+            out.push(address);
+        }
+    }
+    out.extend(python[next..].iter().map(|f| f.word));
+    out
+}
+
+/// A frame that stands for something other than a function (`[libddprof]`, `[CPython]`,
+/// `[N frames omitted]`), as a frame word that `describe` names.
+pub fn label(text: &str) -> u64 {
+    let text: Arc<str> = text.into();
+    let empty: Arc<str> = "".into();
+    with_cold(|c| c.interner.word(&text, &empty, 0))
+}
+
+#[cfg(test)]
+pub fn intern_for_test(name: &str, file: &str, line: u32) -> u64 {
+    with_cold(|c| c.interner.word(&name.into(), &file.into(), line))
+}
+
 /// A merged Python frame word → function (qualified name), file, line.
 pub fn describe(word: u64) -> Option<Frame> {
+    if word & OMITTED_TAG != 0 {
+        return None;
+    }
     let i = (word & !PYTHON_FRAME_TAG) as usize;
     with_cold(|c| c.interner.frames.get(i).cloned())
 }
@@ -180,24 +213,35 @@ pub fn describe(word: u64) -> Option<Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample::both_ends::native_marker;
 
-    #[test]
-    fn each_eval_frame_takes_the_next_group() {
-        let eval = 100..200;
-        let native = [1, 150, 2, 160, 3];
-        let groups = vec![vec![10, 11], vec![12]];
-        assert_eq!(splice(&eval, &native, groups), vec![1, 10, 11, 2, 12, 3]);
+    fn calls(list: &[(usize, u64)]) -> Vec<InCall> {
+        list.iter().map(|&(call, word)| InCall { call, word }).collect()
     }
 
     #[test]
-    fn missing_and_extra_groups() {
+    fn each_eval_frame_takes_its_call() {
         let eval = 100..200;
-        // Empty group: the native frame stays. Extra group: appended at the root end.
-        assert_eq!(
-            splice(&eval, &[150, 2], vec![vec![], vec![7]]),
-            vec![150, 2, 7]
-        );
-        // More eval frames than groups: the rest stay native.
-        assert_eq!(splice(&eval, &[150, 160], vec![vec![7]]), vec![7, 160]);
+        let native = [1, 150, 2, 160, 3];
+        assert_eq!(splice(&eval, &native, &calls(&[(0, 10), (0, 11), (1, 12)])), vec![1, 10, 11, 2, 12, 3]);
+    }
+
+    #[test]
+    fn missing_and_extra_calls() {
+        let eval = 100..200;
+        // No frame for call 0: the native frame stays. Call 1 has no eval frame: root end.
+        assert_eq!(splice(&eval, &[150, 2], &calls(&[(1, 7)])), vec![150, 2, 7]);
+        // More eval frames than calls: the rest stay native.
+        assert_eq!(splice(&eval, &[150, 160], &calls(&[(0, 7)])), vec![7, 160]);
+    }
+
+    #[test]
+    fn calls_hidden_by_a_native_cut_keep_the_root_paired() {
+        let eval = 100..200;
+        // Leaf eval (call 0), a cut that hid 3 eval frames (calls 1-3), then the root eval
+        // frame: call 4, the outermost Python frame, must land on it.
+        let native = [1, 150, native_marker(12, 3), 160, 5];
+        let python = calls(&[(0, 10), (1, 11), (4, 99)]);
+        assert_eq!(splice(&eval, &native, &python), vec![1, 10, native_marker(12, 3), 11, 99, 5]);
     }
 }

@@ -1,5 +1,6 @@
 //! Hot side: producing samples (timers and the SIGPROF handler, stack capture).
 pub mod alloc;
+pub mod both_ends;
 pub mod lock;
 pub mod modules;
 pub mod signal;

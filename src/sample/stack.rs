@@ -5,6 +5,7 @@
 use std::arch::asm;
 
 use crate::collect::ring::SlotWriter;
+use crate::sample::both_ends::{self, BothEnds};
 use crate::sample::unwind::{self, Registers};
 use crate::thread;
 
@@ -15,8 +16,8 @@ pub struct Captured {
     pub native: usize,
 }
 
-/// Captures the stack described by `regs` (an interrupted context) into `slot`.
-/// Async-signal-safe.
+/// Captures the stack described by `regs` (an interrupted context) into `slot`, keeping
+/// both ends of a stack deeper than the slot (see `both_ends.rs`). Async-signal-safe.
 pub fn capture_into(slot: &SlotWriter, regs: Registers) -> Captured {
     let capacity = slot.capacity();
     let stack_hi = thread::with(|s| s.stack_hi.get() as u64);
@@ -24,12 +25,28 @@ pub fn capture_into(slot: &SlotWriter, regs: Registers) -> Captured {
     // Native frames come first; in a Python process half the room is kept for the Python
     // frames, or a deep native stack (4-5 frames per Python call before 3.11) would leave
     // none for them.
-    let native_capacity = if crate::python::active() { capacity / 2 } else { capacity };
-    let mut n = 0usize;
-    unwind::capture(regs, stack, &mut slot.appender(&mut n, native_capacity));
-    let native = n;
-    crate::python::capture_current_thread(&mut slot.appender(&mut n, capacity));
-    Captured { total: n, native }
+    let python = crate::python::target();
+    let native_room = if python.is_some() { capacity / 2 } else { capacity };
+    let mut native = BothEnds::<1>::new(slot, 0, native_room, is_eval_frame);
+    unwind::capture(regs, stack, &mut |w| native.push(w));
+    let n = native.finish(|frames, evals| [both_ends::native_marker(frames, evals)]);
+    if python.is_none() {
+        return Captured { total: n, native: n };
+    }
+    let mut frames = BothEnds::<2>::new(slot, n, capacity - n, ends_eval_call);
+    crate::python::capture_current_thread(&mut |w| frames.push(w));
+    let total = n + frames.finish(both_ends::python_marker);
+    Captured { total, native: n }
+}
+
+/// A native frame of `_PyEval_EvalFrameDefault` (one per evaluation-loop call).
+fn is_eval_frame(unit: &[u64; 1]) -> bool {
+    crate::python::target().is_some_and(|t| t.eval.contains(&unit[0]))
+}
+
+/// A Python frame that is the outermost one of its evaluation-loop call.
+fn ends_eval_call(unit: &[u64; 2]) -> bool {
+    crate::python::walk::decode_offset(unit[1]).1 & crate::python::walk::FLAG_ENTRY != 0
 }
 
 /// Captures the caller's own stack (for hooks, which run on the program's thread).

@@ -358,9 +358,10 @@ fn capture_blocked_thread(look: &Look, now: u64, cpu: u64, elapsed: u64) -> bool
         return false; // it moved while we copied: let a signal catch it
     }
     let Some(slot) = crate::collect::claim_patiently() else { return false };
-    let mut n = 0usize;
     let regs = super::unwind::Registers { pc, sp, bp: 0 };
-    super::unwind::capture_from_copy(regs, sp, &copy, &mut slot.appender(&mut n, usize::MAX));
+    let mut frames = super::both_ends::BothEnds::<1>::new(&slot, 0, slot.capacity(), |_| false);
+    super::unwind::capture_from_copy(regs, sp, &copy, &mut |w| frames.push(w));
+    let n = frames.finish(|omitted, _| [super::both_ends::native_marker(omitted, 0)]);
     if record_remote_capture(look, now, pc, sp, cpu) {
         slot.commit(captured_header(look.tid, elapsed, n), n);
     }
