@@ -67,6 +67,7 @@ pub type RwlockTimedFn = unsafe extern "C" fn(*mut pthread_rwlock_t, *const time
 pub type RwlockClockFn = unsafe extern "C" fn(*mut pthread_rwlock_t, clockid_t, *const timespec) -> c_int;
 pub type SemFn = unsafe extern "C" fn(*mut sem_t) -> c_int;
 pub type SemTimedFn = unsafe extern "C" fn(*mut sem_t, *const timespec) -> c_int;
+pub type SemInitFn = unsafe extern "C" fn(*mut sem_t, c_int, libc::c_uint) -> c_int;
 pub type SemClockFn = unsafe extern "C" fn(*mut sem_t, clockid_t, *const timespec) -> c_int;
 pub type CondWaitFn = unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t) -> c_int;
 pub type CondTimedFn = unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t, *const timespec) -> c_int;
@@ -89,6 +90,7 @@ pub static RWLOCK_CLOCKRDLOCK: Next<RwlockClockFn> = Next::new(b"pthread_rwlock_
 pub static RWLOCK_CLOCKWRLOCK: Next<RwlockClockFn> = Next::new(b"pthread_rwlock_clockwrlock\0");
 pub static RWLOCK_UNLOCK: Next<RwlockFn> = Next::new(b"pthread_rwlock_unlock\0");
 
+pub static SEM_INIT: Next<SemInitFn> = Next::new(b"sem_init\0");
 pub static SEM_WAIT: Next<SemFn> = Next::new(b"sem_wait\0");
 pub static SEM_TRYWAIT: Next<SemFn> = Next::new(b"sem_trywait\0");
 pub static SEM_TIMEDWAIT: Next<SemTimedFn> = Next::new(b"sem_timedwait\0");
@@ -104,6 +106,7 @@ pub fn resolve_all() {
     let _ = (RWLOCK_RDLOCK.get(), RWLOCK_WRLOCK.get(), RWLOCK_TRYRDLOCK.get(), RWLOCK_TRYWRLOCK.get());
     let _ = (RWLOCK_TIMEDRDLOCK.get(), RWLOCK_TIMEDWRLOCK.get(), RWLOCK_CLOCKRDLOCK.get(), RWLOCK_CLOCKWRLOCK.get());
     let _ = RWLOCK_UNLOCK.get();
+    let _ = SEM_INIT.get();
     let _ = (SEM_WAIT.get(), SEM_TRYWAIT.get(), SEM_TIMEDWAIT.get(), SEM_CLOCKWAIT.get());
     let _ = (COND_WAIT.get(), COND_TIMEDWAIT.get(), COND_CLOCKWAIT.get());
 }

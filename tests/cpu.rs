@@ -73,7 +73,8 @@ def outer():
     print(f"cpu_s={time.process_time() - t0}")
 outer()
 "#;
-    let out = common::run(&python).arg("-c").arg(script).go();
+    // The full native view: this checks the unwinding through the interpreter itself.
+    let out = common::run(&python).arg("-c").arg(script).env("DD_PROFILING_PYTHON_NATIVE", "all").go();
     out.assert_success();
     out.assert_cpu_types();
     let m = out.merged();

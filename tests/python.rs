@@ -5,221 +5,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::Outcome;
-
-// ---------------------------------------------------------------------------------------------
-// Interpreters
-
-#[derive(Clone, Copy, Debug)]
-enum Which {
-    Pyenv(u32),
-    Debian,
-}
-
-struct Python {
-    path: PathBuf,
-    minor: u32,
-}
-
-/// The newest ~/.pyenv/versions/3.<minor>.* interpreter, or Debian's python3.
-fn find(which: Which) -> Option<Python> {
-    match which {
-        Which::Pyenv(minor) => {
-            let home = PathBuf::from(std::env::var_os("HOME")?);
-            let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(home.join(".pyenv/versions"))
-                .ok()?
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    let micro = name.strip_prefix(&format!("3.{minor}."))?.parse().ok()?;
-                    let exe = e.path().join(format!("bin/python3.{minor}"));
-                    exe.exists().then_some((micro, exe))
-                })
-                .collect();
-            found.sort();
-            found.pop().map(|(_, path)| Python { path, minor })
-        }
-        Which::Debian => {
-            let path = PathBuf::from("/usr/bin/python3");
-            let out = Command::new(&path)
-                .args(["-c", "import sys; print(sys.version_info[1])"])
-                .output()
-                .ok()?;
-            let minor = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-            (8..=13).contains(&minor).then_some(Python { path, minor })
-        }
-    }
-}
-
-fn script(name: &str) -> PathBuf {
-    common::repo().join("tests/programs/py").join(name)
-}
-
-/// The library built next to this test binary (`<target>/<profile>/libddprof.so`), so a
-/// build in another target directory tests its own library; `common::library()` otherwise.
-fn library_override() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let lib = exe.parent()?.parent()?.join("libddprof.so");
-    lib.exists().then_some(lib)
-}
-
-fn run_python(py: &Python, args: &[&str], env: &[(&str, &str)]) -> Outcome {
-    let mut run = common::run(&py.path);
-    for a in args {
-        run = run.arg(*a);
-    }
-    if let Some(lib) = library_override() {
-        run = run.env("LD_PRELOAD", &lib.to_string_lossy());
-    }
-    for (k, v) in env {
-        run = run.env(k, v);
-    }
-    run.timeout(120).go()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Samples with Python frames, files and lines
-
-#[derive(Clone, Debug, PartialEq)]
-struct Frame {
-    function: String,
-    file: String,
-    line: i64,
-    /// A Python frame (a location without address or mapping) rather than a native one.
-    python: bool,
-}
-
-#[derive(Debug)]
-struct Sample {
-    /// Root first.
-    stack: Vec<Frame>,
-    values: HashMap<String, i64>,
-    tid: i64,
-    thread: String,
-}
-
-impl Sample {
-    fn python(&self) -> Vec<&Frame> {
-        self.stack.iter().filter(|f| f.python).collect()
-    }
-    /// The innermost Python frame.
-    fn python_leaf(&self) -> Option<&Frame> {
-        self.stack.iter().rev().find(|f| f.python)
-    }
-    fn value(&self, ty: &str) -> i64 {
-        self.values.get(ty).copied().unwrap_or(0)
-    }
-    fn text(&self) -> String {
-        self.stack
-            .iter()
-            .map(|f| {
-                if f.python {
-                    format!("{}:{}", f.function, f.line)
-                } else {
-                    f.function.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(";")
-    }
-}
-
-fn samples(out: &Outcome) -> Vec<Sample> {
-    let mut all = vec![];
-    for file in &out.files {
-        let p = &file.profile;
-        let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
-        let types: Vec<String> = p.sample_type.iter().map(|t| s(t.r#type)).collect();
-        let functions: HashMap<u64, (String, String)> = p
-            .function
-            .iter()
-            .map(|f| (f.id, (s(f.name), s(f.filename))))
-            .collect();
-        let locations: HashMap<u64, Vec<Frame>> = p
-            .location
-            .iter()
-            .map(|l| {
-                let python = l.address == 0 && l.mapping_id == 0;
-                let mut frames: Vec<Frame> = l
-                    .line
-                    .iter()
-                    .map(|line| {
-                        let (function, file) = functions[&line.function_id].clone();
-                        Frame {
-                            function,
-                            file,
-                            line: line.line,
-                            python,
-                        }
-                    })
-                    .collect();
-                if frames.is_empty() {
-                    frames.push(Frame {
-                        function: format!("{:#x}", l.address),
-                        file: String::new(),
-                        line: 0,
-                        python,
-                    });
-                }
-                (l.id, frames)
-            })
-            .collect();
-        for sample in &p.sample {
-            let mut stack: Vec<Frame> = sample
-                .location_id
-                .iter()
-                .flat_map(|id| locations[id].iter().cloned())
-                .collect();
-            stack.reverse();
-            let values = types
-                .iter()
-                .cloned()
-                .zip(sample.value.iter().copied())
-                .collect();
-            let tid = sample
-                .label
-                .iter()
-                .find(|l| s(l.key) == "thread id")
-                .map(|l| l.num)
-                .unwrap_or(-1);
-            let thread = sample
-                .label
-                .iter()
-                .find(|l| s(l.key) == "thread name")
-                .map(|l| s(l.str))
-                .unwrap_or_default();
-            all.push(Sample {
-                stack,
-                values,
-                tid,
-                thread,
-            });
-        }
-    }
-    all
-}
-
-fn show(samples: &[Sample], ty: &str, n: usize) -> String {
-    let mut heavy: Vec<&Sample> = samples.iter().collect();
-    heavy.sort_by_key(|s| -s.value(ty));
-    heavy
-        .iter()
-        .take(n)
-        .map(|s| format!("  {} {}\n", s.value(ty), s.text()))
-        .collect()
-}
-
-fn expected_name(py: &Python, qualified: &str) -> String {
-    // co_qualname exists since 3.11; before, frames carry co_name only.
-    if py.minor >= 11 {
-        qualified.to_string()
-    } else {
-        qualified.rsplit('.').next().unwrap().to_string()
-    }
-}
+use common::python::*;
 
 // ---------------------------------------------------------------------------------------------
 // The tests, run for each interpreter
@@ -231,7 +19,8 @@ fn hot_cold_split(py: &Python) {
     let out = run_python(
         py,
         &[path.to_str().unwrap(), "5"],
-        &[("DD_PROFILING_CPU_FREQUENCY", "1000")],
+        // The full native view: the splice under the interpreter's native frames is checked.
+        &[("DD_PROFILING_CPU_FREQUENCY", "1000"), ("DD_PROFILING_PYTHON_NATIVE", "all")],
     );
     out.assert_success();
     out.assert_cpu_types();
@@ -398,6 +187,8 @@ fn frames_match_python(py: &Python, depth: usize, max_frames: &str) {
         &[
             ("DD_PROFILING_CPU_FREQUENCY", "500"),
             ("DD_PROFILING_MAX_FRAMES", max_frames),
+            // The full native view: the native frames between Python frames are checked.
+            ("DD_PROFILING_PYTHON_NATIVE", "all"),
         ],
     );
     out.assert_success();
@@ -715,13 +506,6 @@ fn named_thread_wall(py: &Python) {
         named as f64 >= 0.95 * in_nap as f64,
         "only {named} of {in_nap} ns under nap() carry thread name napper-7; names seen: {threads:?}"
     );
-}
-
-fn with_python(which: Which, test: impl FnOnce(&Python)) {
-    match find(which) {
-        Some(py) => test(&py),
-        None => eprintln!("skipped: {which:?} is not installed"),
-    }
 }
 
 macro_rules! for_each_python {

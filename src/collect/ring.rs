@@ -34,6 +34,9 @@ pub enum Kind {
     Lock = 5,
     /// frames hold the thread name bytes (up to 16), values[0] = length
     ThreadName = 6,
+    /// A lock created by Python code: frames are its Python creation stack (native_len 0),
+    /// extra: [lock address, 0]
+    LockInit = 7,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             4 => Kind::Free,
             5 => Kind::Lock,
             6 => Kind::ThreadName,
+            7 => Kind::LockInit,
             _ => return None,
         })
     }

@@ -389,6 +389,7 @@ fn take_children_profiles(config: &Config, mut deliver: impl FnMut(i32, &Period,
             end: time_at(child.end_ns.max(child.start_ns)),
             samples: Default::default(),
             thread_names: Default::default(),
+            lock_names: Default::default(),
             dropped: 0,
         };
         let bytes = encode_gzip(&encode_empty(&period, &options));

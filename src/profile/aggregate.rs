@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::heap::{self, HeapEvent, LiveHeap, LIVE_HEAP};
+use super::python_lock_site::SourceLines;
 
 use crate::collect::ring::{Header, Kind};
 
@@ -50,6 +52,8 @@ pub struct Period {
     pub end: SystemTime,
     pub samples: HashMap<SampleKey, Values>,
     pub thread_names: HashMap<i32, String>,
+    /// Names of the Python locks of the period's lock samples (see python_lock_site.rs).
+    pub lock_names: HashMap<u64, Arc<str>>,
     /// Samples lost on the hot side (full ring) during the period.
     pub dropped: u64,
 }
@@ -70,7 +74,13 @@ pub struct Aggregator {
     last_wall_stack: HashMap<i32, Box<[u64]>>,
     /// The last CPU-sampled stack of each thread, for the CPU it uses after it (see add_cpu).
     last_cpu_stack: HashMap<i32, Box<[u64]>>,
+    /// Python locks by address: their names from where they were made (kept across periods).
+    lock_sites: HashMap<u64, Arc<str>>,
+    sources: SourceLines,
 }
+
+/// Python lock names kept; past this the table starts over.
+const MAX_LOCK_SITES: usize = 1 << 16;
 
 /// How long wall events wait before being applied (see `apply_wall_events`).
 const WALL_HOLDBACK_NS: u64 = 50_000_000;
@@ -106,6 +116,8 @@ impl Aggregator {
             wall_events: Vec::new(),
             last_wall_stack: HashMap::new(),
             last_cpu_stack: HashMap::new(),
+            lock_sites: HashMap::new(),
+            sources: SourceLines::default(),
             own_text: own_text(),
         }
     }
@@ -132,6 +144,7 @@ impl Aggregator {
             Kind::Free => self.heap_events.push(HeapEvent::Free { seq: header.values[1], addr: header.extra[0] }),
             // Produced by a later profile type; nothing records it yet.
             Kind::Lock => self.add_lock(header, frames),
+            Kind::LockInit => self.add_lock_site(header.extra[0], frames),
         }
     }
 
@@ -218,6 +231,16 @@ impl Aggregator {
         self.add_keyed(SampleKey { frames: frames.into(), tid: header.tid, lock: header.extra[0] }, &values);
     }
 
+    fn add_lock_site(&mut self, lock: u64, frames: &[u64]) {
+        if self.lock_sites.len() >= MAX_LOCK_SITES {
+            self.lock_sites.clear();
+        }
+        match super::python_lock_site::name(frames, &mut self.sources) {
+            Some(name) => self.lock_sites.insert(lock, name),
+            None => self.lock_sites.remove(&lock),
+        };
+    }
+
     fn add_values(&mut self, tid: i32, frames: &[u64], values: &[(usize, f64)]) {
         self.add_keyed(SampleKey { frames: frames.into(), tid, lock: 0 }, values);
     }
@@ -266,7 +289,11 @@ impl Aggregator {
         crate::python_gil::forget_thread_names(gone);
         self.last_wall_stack.retain(|&tid, _| thread_alive(tid));
         self.last_cpu_stack.retain(|&tid, _| thread_alive(tid));
-        let period = Period { start: self.start, end, samples, thread_names: names, dropped: self.dropped };
+        let lock_names = samples
+            .keys()
+            .filter_map(|k| Some((k.lock, self.lock_sites.get(&k.lock)?.clone())))
+            .collect();
+        let period = Period { start: self.start, end, samples, thread_names: names, lock_names, dropped: self.dropped };
         self.start = end;
         self.dropped = 0;
         period

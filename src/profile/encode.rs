@@ -80,7 +80,10 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
         let lock_name: Option<Rc<str>> = match key.lock {
             0 => None,
             _ if shown.gil => Some("GIL".into()),
-            addr => Some(super::lock_name::describe(addr)),
+            addr => Some(match period.lock_names.get(&addr) {
+                Some(name) => name.as_ref().into(),
+                None => super::lock_name::describe(addr),
+            }),
         };
         if let Some(lock_name) = &lock_name {
             labels.push(LabelValue::Str { key: "lock name", value: lock_name });

@@ -11,5 +11,6 @@ pub mod encode;
 pub mod heap;
 pub mod lock_name;
 pub mod python_frames;
+pub mod python_lock_site;
 pub mod view;
 pub mod sample_key;

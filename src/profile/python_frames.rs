@@ -196,6 +196,14 @@ pub fn label(text: &str) -> u64 {
     with_cold(|c| c.interner.word(&text, &empty, 0))
 }
 
+/// A built-in function of the interpreter, as a frame word: its Python name, file `<built-in>`
+/// (as CPython itself names them).
+pub fn builtin(name: &str) -> u64 {
+    let name: Arc<str> = name.into();
+    let file: Arc<str> = "<built-in>".into();
+    with_cold(|c| c.interner.word(&name, &file, 0))
+}
+
 #[cfg(test)]
 pub fn intern_for_test(name: &str, file: &str, line: u32) -> u64 {
     with_cold(|c| c.interner.word(&name.into(), &file.into(), line))

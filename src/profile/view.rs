@@ -66,6 +66,8 @@ enum Item {
     Omitted { count: usize, python: bool },
     Own,
     Interpreter,
+    /// A built-in function of the interpreter, by its Python name.
+    Builtin(&'static str),
 }
 
 /// Python functions (file name, qualified name) in which a blocked thread waits for work or
@@ -151,6 +153,8 @@ fn python_view(items: Vec<Item>, ctx: &Context) -> Vec<Item> {
         return out;
     };
     let python_cut = items.iter().any(|i| matches!(i, Item::Omitted { python: true, .. }));
+    let items = with_builtin_leaf(items, interpreter, ctx);
+    let outermost = items.iter().rposition(|i| matches!(i, Item::Python(_))).unwrap_or(outermost);
     items
         .into_iter()
         .enumerate()
@@ -163,6 +167,50 @@ fn python_view(items: Vec<Item>, ctx: &Context) -> Vec<Item> {
         })
         .map(|(_, item)| item)
         .collect()
+}
+
+/// The built-in function that the innermost Python frame calls, when the interpreter frames
+/// between them include one with a known Python name (`sum`, `time.sleep`, `lock.acquire`):
+/// it is kept as one frame, so time in a long built-in call is not the caller's self time.
+fn with_builtin_leaf(mut items: Vec<Item>, interpreter: &Range<u64>, ctx: &Context) -> Vec<Item> {
+    let Some(innermost) = items.iter().position(|i| matches!(i, Item::Python(_))) else { return items };
+    for i in (0..innermost).rev() {
+        let Item::Native(address) = items[i] else { break };
+        if !interpreter.contains(&address) {
+            break;
+        }
+        if let Some(name) = native_names(address, ctx).find_map(builtin_name) {
+            items[i] = Item::Builtin(name);
+            break;
+        }
+    }
+    items
+}
+
+/// The Python name of an interpreter function implementing a built-in (Argument Clinic's
+/// `builtin_<name>[_impl]`, and a few methods that programs wait in).
+fn builtin_name(symbol: &str) -> Option<&'static str> {
+    const METHODS: &[(&str, &str)] = &[
+        ("lock_PyThread_acquire_lock", "lock.acquire"),
+        ("rlock_acquire", "RLock.acquire"),
+        ("time_sleep", "time.sleep"),
+        ("list_sort", "list.sort"),
+        ("list_sort_impl", "list.sort"),
+        ("unicode_join", "str.join"),
+        ("math_factorial", "math.factorial"),
+    ];
+    const BUILTINS: &[&str] = &[
+        "abs", "all", "any", "ascii", "bin", "callable", "chr", "compile", "dir", "divmod", "eval", "exec", "format",
+        "getattr", "globals", "hasattr", "hash", "hex", "id", "input", "isinstance", "issubclass", "iter", "len",
+        "locals", "max", "min", "next", "oct", "ord", "pow", "print", "repr", "round", "setattr", "sorted", "sum",
+        "vars", "__import__", "__build_class__",
+    ];
+    if let Some(&(_, name)) = METHODS.iter().find(|(s, _)| *s == symbol) {
+        return Some(name);
+    }
+    let name = symbol.strip_prefix("builtin_")?;
+    let name = name.strip_suffix("_impl").unwrap_or(name);
+    BUILTINS.iter().copied().find(|b| *b == name)
 }
 
 /// Keeps the innermost and outermost frames of a stack longer than `max`, with one marker.
@@ -199,28 +247,36 @@ fn words(items: &[Item]) -> Vec<u64> {
             Item::Native(w) | Item::Python(w) => w,
             Item::Own => python_frames::label("[libddprof]"),
             Item::Interpreter => python_frames::label("[CPython]"),
+            Item::Builtin(name) => python_frames::builtin(name),
             Item::Omitted { count, .. } => python_frames::label(&format!("[{count} frames omitted]")),
         })
         .collect()
 }
 
-/// The innermost Python frame waits for work or an event, or a native idle wait sits between
-/// it and the leaf.
+/// The innermost Python frame waits for work or an event (but not a `Semaphore.acquire`,
+/// which waits on a condition for a free unit: contention), or a native idle wait sits
+/// between it and the leaf.
 fn is_idle_wait(frames: &[u64], ctx: &Context) -> bool {
-    for &w in frames {
-        if is_python(w) {
-            if w & OMITTED_TAG != 0 {
-                continue;
-            }
-            let Some(f) = python_frames::describe(w) else { return false };
-            let file = f.file.rsplit('/').next().unwrap_or("");
-            return IDLE_PYTHON.iter().any(|&(idle_file, function)| file == idle_file && f.function == function);
-        }
-        if native_names(w, ctx).any(|name| IDLE_NATIVE.contains(&name)) {
-            return true;
-        }
+    let mut python = frames.iter().copied().filter(|&w| is_python(w) && w & OMITTED_TAG == 0);
+    let Some(innermost) = python.next() else { return false };
+    let leafward = frames.iter().take_while(|&&w| w != innermost);
+    if leafward.clone().any(|&w| native_names(w, ctx).any(|name| IDLE_NATIVE.contains(&name))) {
+        return true;
     }
-    false
+    if !python_frame_is(innermost, IDLE_PYTHON) {
+        return false;
+    }
+    !python.next().is_some_and(|caller| python_frame_is(caller, &[("threading.py", "Semaphore.acquire")]))
+}
+
+/// Whether a Python frame is one of `functions` (file name, qualified name). Before 3.11
+/// frames carry the bare name, compared with the qualified name's last part.
+fn python_frame_is(word: u64, functions: &[(&str, &str)]) -> bool {
+    let Some(f) = python_frames::describe(word) else { return false };
+    let file = f.file.rsplit('/').next().unwrap_or("");
+    functions.iter().any(|&(in_file, qualified)| {
+        file == in_file && (f.function == qualified || !f.function.contains('.') && qualified.rsplit('.').next() == Some(f.function.as_str()))
+    })
 }
 
 fn in_gil(frames: &[u64], ctx: &Context) -> bool {
@@ -294,6 +350,14 @@ mod tests {
     }
 
     #[test]
+    fn a_builtin_called_from_python_is_one_leaf_frame() {
+        let symbols: HashMap<u64, Arc<Symbolized>> = [named(0x1100, "builtin_sum"), named(0x1200, "cfunction_vectorcall_FASTCALL")].into();
+        let f = py("stuck", "app.py");
+        let shown = show(&[0x1050, 0x1100, 0x1200, f, 0x1300], false, &ctx(&symbols, true, 128));
+        assert_eq!(shown.frames, vec![python_frames::builtin("sum"), f]);
+    }
+
+    #[test]
     fn idle_waits_and_the_gil_are_recognised() {
         let symbols: HashMap<u64, Arc<Symbolized>> = [named(0x7100, "sem_clockwait"), named(0x6100, "_queue_SimpleQueue_get_impl"), named(0x1100, "take_gil")].into();
         let c = ctx(&symbols, true, 128);
@@ -302,6 +366,10 @@ mod tests {
         assert!(show(&[0x7100, wait, user], true, &c).idle_wait);
         assert!(show(&[0x7100, 0x6100, user], true, &c).idle_wait);
         assert!(!show(&[0x7100, user, wait], true, &c).idle_wait, "the innermost Python frame decides");
+        let semaphore = py("Semaphore.acquire", "/usr/lib/python3.11/threading.py");
+        assert!(!show(&[0x7100, wait, semaphore, user], true, &c).idle_wait, "a semaphore is contention");
+        let bare = py("wait", "/usr/lib/python3.9/threading.py");
+        assert!(show(&[0x7100, bare, user], true, &c).idle_wait, "3.8-3.10 names");
         assert!(show(&[0x7100, 0x1100, user], true, &c).gil);
         assert!(!show(&[0x7100, user], true, &c).gil);
     }

@@ -325,6 +325,30 @@ fn record(lock: usize, ns: u64, every: u64) {
     unsafe { *libc::__errno_location() = errno };
 }
 
+/// A semaphore was initialised. In a Python process that is a Python lock being created
+/// (CPython 3.8–3.12) or a thread about to wait for one (3.13's parking lot): its Python
+/// stack is recorded, from which the cold side names the lock (`file.py:line variable`).
+/// Nothing is recorded outside Python or without Python frames.
+pub fn on_created(lock: usize) {
+    if !crate::python::active() {
+        return;
+    }
+    let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    if let Some(slot) = crate::collect::claim_patiently() {
+        let n = stack::capture_python_only(&slot);
+        if n > 0 {
+            let tid = thread::with(|s| s.tid.get());
+            let tid = if tid == 0 { thread::gettid() } else { tid };
+            let header = Header { kind: Kind::LockInit, tid, values: [0, 0], extra: [lock as u64, 0], native_len: 0 };
+            slot.commit(header, n);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
 #[inline]
 fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -39,6 +39,13 @@ pub fn capture_into(slot: &SlotWriter, regs: Registers) -> Captured {
     Captured { total, native: n }
 }
 
+/// Captures only this thread's Python frames (both ends kept); returns the words written.
+pub fn capture_python_only(slot: &SlotWriter) -> usize {
+    let mut frames = BothEnds::<2>::new(slot, 0, slot.capacity(), ends_eval_call);
+    crate::python::capture_current_thread(&mut |w| frames.push(w));
+    frames.finish(both_ends::python_marker)
+}
+
 /// A native frame of `_PyEval_EvalFrameDefault` (one per evaluation-loop call).
 fn is_eval_frame(unit: &[u64; 1]) -> bool {
     crate::python::target().is_some_and(|t| t.eval.contains(&unit[0]))

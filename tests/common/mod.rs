@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ddprof::profile::pprof::Profile;
+
+pub mod python;
 use prost::Message;
 
 pub fn repo() -> PathBuf {

@@ -1,0 +1,250 @@
+//! Python test helpers: the pyenv and Debian interpreters, running a script under the
+//! library, and profiles decoded into samples with Python frames.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::Outcome;
+
+// ---------------------------------------------------------------------------------------------
+// Interpreters
+
+#[derive(Clone, Copy, Debug)]
+pub enum Which {
+    Pyenv(u32),
+    Debian,
+}
+
+pub struct Python {
+    pub path: PathBuf,
+    pub minor: u32,
+}
+
+/// The newest ~/.pyenv/versions/3.<minor>.* interpreter, or Debian's python3.
+pub fn find(which: Which) -> Option<Python> {
+    match which {
+        Which::Pyenv(minor) => {
+            let home = PathBuf::from(std::env::var_os("HOME")?);
+            let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(home.join(".pyenv/versions"))
+                .ok()?
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let micro = name.strip_prefix(&format!("3.{minor}."))?.parse().ok()?;
+                    let exe = e.path().join(format!("bin/python3.{minor}"));
+                    exe.exists().then_some((micro, exe))
+                })
+                .collect();
+            found.sort();
+            found.pop().map(|(_, path)| Python { path, minor })
+        }
+        Which::Debian => {
+            let path = PathBuf::from("/usr/bin/python3");
+            let out = Command::new(&path)
+                .args(["-c", "import sys; print(sys.version_info[1])"])
+                .output()
+                .ok()?;
+            let minor = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+            (8..=13).contains(&minor).then_some(Python { path, minor })
+        }
+    }
+}
+
+pub fn script(name: &str) -> PathBuf {
+    super::repo().join("tests/programs/py").join(name)
+}
+
+/// The library built next to this test binary (`<target>/<profile>/libddprof.so`), so a
+/// build in another target directory tests its own library; `common::library()` otherwise.
+pub fn library_override() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let lib = exe.parent()?.parent()?.join("libddprof.so");
+    lib.exists().then_some(lib)
+}
+
+pub fn run_python(py: &Python, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let mut run = super::run(&py.path);
+    for a in args {
+        run = run.arg(*a);
+    }
+    if let Some(lib) = library_override() {
+        run = run.env("LD_PRELOAD", &lib.to_string_lossy());
+    }
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    run.timeout(120).go()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Samples with Python frames, files and lines
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: i64,
+    /// A Python frame (a location without address or mapping) rather than a native one.
+    pub python: bool,
+    /// The file of a native frame's mapping ("" for Python frames and labels).
+    pub mapping: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Root first.
+    pub stack: Vec<Frame>,
+    pub values: HashMap<String, i64>,
+    pub tid: i64,
+    pub thread: String,
+    /// The `lock name` label ("" without one).
+    pub lock_name: String,
+}
+
+impl Sample {
+    pub fn python(&self) -> Vec<&Frame> {
+        self.stack.iter().filter(|f| f.python).collect()
+    }
+    /// The innermost Python frame.
+    pub fn python_leaf(&self) -> Option<&Frame> {
+        self.stack.iter().rev().find(|f| f.python)
+    }
+    pub fn value(&self, ty: &str) -> i64 {
+        self.values.get(ty).copied().unwrap_or(0)
+    }
+    pub fn text(&self) -> String {
+        self.stack
+            .iter()
+            .map(|f| {
+                if f.python {
+                    format!("{}:{}", f.function, f.line)
+                } else {
+                    f.function.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
+pub fn samples(out: &Outcome) -> Vec<Sample> {
+    let mut all = vec![];
+    for file in &out.files {
+        let p = &file.profile;
+        let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
+        let types: Vec<String> = p.sample_type.iter().map(|t| s(t.r#type)).collect();
+        let functions: HashMap<u64, (String, String)> = p
+            .function
+            .iter()
+            .map(|f| (f.id, (s(f.name), s(f.filename))))
+            .collect();
+        let mappings: HashMap<u64, String> = p.mapping.iter().map(|m| (m.id, s(m.filename))).collect();
+        let locations: HashMap<u64, Vec<Frame>> = p
+            .location
+            .iter()
+            .map(|l| {
+                // Locations without address are Python frames, but for the profiler's own
+                // labels (`[libddprof]`, `[N frames omitted]`) and built-in functions.
+                let labelled = |f: &ddprof::profile::pprof::Function| {
+                    let (name, file) = (s(f.name), s(f.filename));
+                    name.starts_with('[') || file == "<built-in>"
+                };
+                let python = l.address == 0
+                    && l.mapping_id == 0
+                    && !l.line.iter().any(|line| p.function.iter().any(|f| f.id == line.function_id && labelled(f)));
+                let mut frames: Vec<Frame> = l
+                    .line
+                    .iter()
+                    .map(|line| {
+                        let (function, file) = functions[&line.function_id].clone();
+                        Frame {
+                            function,
+                            file,
+                            line: line.line,
+                            python,
+                            mapping: mappings.get(&l.mapping_id).cloned().unwrap_or_default(),
+                        }
+                    })
+                    .collect();
+                if frames.is_empty() {
+                    frames.push(Frame {
+                        function: format!("{:#x}", l.address),
+                        file: String::new(),
+                        line: 0,
+                        python,
+                        mapping: mappings.get(&l.mapping_id).cloned().unwrap_or_default(),
+                    });
+                }
+                (l.id, frames)
+            })
+            .collect();
+        for sample in &p.sample {
+            let mut stack: Vec<Frame> = sample
+                .location_id
+                .iter()
+                .flat_map(|id| locations[id].iter().cloned())
+                .collect();
+            stack.reverse();
+            let values = types
+                .iter()
+                .cloned()
+                .zip(sample.value.iter().copied())
+                .collect();
+            let tid = sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == "thread id")
+                .map(|l| l.num)
+                .unwrap_or(-1);
+            let thread = sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == "thread name")
+                .map(|l| s(l.str))
+                .unwrap_or_default();
+            let lock_name = sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == "lock name")
+                .map(|l| s(l.str))
+                .unwrap_or_default();
+            all.push(Sample {
+                stack,
+                values,
+                tid,
+                thread,
+                lock_name,
+            });
+        }
+    }
+    all
+}
+
+pub fn show(samples: &[Sample], ty: &str, n: usize) -> String {
+    let mut heavy: Vec<&Sample> = samples.iter().collect();
+    heavy.sort_by_key(|s| -s.value(ty));
+    heavy
+        .iter()
+        .take(n)
+        .map(|s| format!("  {} {}\n", s.value(ty), s.text()))
+        .collect()
+}
+
+pub fn expected_name(py: &Python, qualified: &str) -> String {
+    // co_qualname exists since 3.11; before, frames carry co_name only.
+    if py.minor >= 11 {
+        qualified.to_string()
+    } else {
+        qualified.rsplit('.').next().unwrap().to_string()
+    }
+}
+
+
+/// Runs `test` with the interpreter, or says it is skipped when it is not installed.
+pub fn with_python(which: Which, test: impl FnOnce(&Python)) {
+    match find(which) {
+        Some(py) => test(&py),
+        None => eprintln!("skipped: {which:?} is not installed"),
+    }
+}
