@@ -344,8 +344,8 @@ unsafe fn acquire_sem(sem: *mut sem_t, block: impl FnOnce() -> c_int) -> c_int {
     })
 }
 
-/// CPython's locks are semaphores (before 3.13; 3.13's parking lot initialises one per
-/// wait): the Python stack at their creation names them (see `lock::on_created`).
+/// CPython's locks are semaphores: the Python stack at their creation names them (see
+/// `lock::on_created`).
 #[no_mangle]
 pub unsafe extern "C" fn sem_init(sem: *mut sem_t, pshared: c_int, value: libc::c_uint) -> c_int {
     let Some(real) = real_lock::SEM_INIT.get() else {

@@ -4,7 +4,8 @@
 //! (`sample::lock::on_created`). The name is taken from the innermost frame outside Python's
 //! own library (threading.py, queue.py… make locks on the program's behalf): `file.py:line`,
 //! plus the variable when the source line says it (`cache_lock = threading.Lock()`,
-//! `self._lock = RLock()`, or, for a wait site, `with cache_lock:` / `cache_lock.acquire()`).
+//! `self._lock = RLock()`; a semaphore made where it is waited for reads `with cache_lock:` or
+//! `cache_lock.acquire()`).
 //! Source lines are read from the file, as `linecache` does, a few hundred files at most.
 
 use std::collections::HashMap;

@@ -325,9 +325,9 @@ fn record(lock: usize, ns: u64, every: u64) {
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// A semaphore was initialised. In a Python process that is a Python lock being created
-/// (CPython 3.8–3.12) or a thread about to wait for one (3.13's parking lot): its Python
-/// stack is recorded, from which the cold side names the lock (`file.py:line variable`).
+/// A semaphore was initialised. In a Python process that is mostly a Python lock being
+/// created (`threading.Lock`, `RLock`, the locks inside `Condition`, `Semaphore`, `Queue`):
+/// its Python stack is recorded, from which the cold side names the lock (`file.py:line variable`).
 /// Nothing is recorded outside Python or without Python frames.
 pub fn on_created(lock: usize) {
     if !crate::python::active() {
