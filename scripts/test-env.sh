@@ -1,5 +1,5 @@
 #!/bin/sh
-# Prepare the Python tools the integration tests use, in a private virtualenv
+# Prepare the Python tools the integration tests use (the test agent, Flask, gunicorn), in a private virtualenv
 # under the build folder (nothing is installed system-wide).
 #
 #   scripts/test-env.sh        -> prints the venv path on stdout
@@ -26,7 +26,7 @@ if [ ! -d /usr/lib/debug/.build-id ] && [ "$(id -u)" = 0 ] && command -v apt-get
         || echo "test-env.sh: could not install libc6-dbg; the libc debug-file test will be skipped" >&2
 fi
 
-if [ -x "$venv/bin/ddapm-test-agent" ] && [ -x "$venv/bin/python" ]; then
+if [ -x "$venv/bin/ddapm-test-agent" ] && [ -x "$venv/bin/gunicorn" ] && [ -x "$venv/bin/python" ]; then
     echo "$venv"
     exit 0
 fi
@@ -47,7 +47,9 @@ if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv" >&2
 fi
 
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ddapm-test-agent >&2
+# ddapm-test-agent: the real Datadog test agent (upload tests); Flask and gunicorn: the
+# service the Python-view test profiles.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ddapm-test-agent flask gunicorn >&2
 
 if [ ! -x "$venv/bin/ddapm-test-agent" ]; then
     echo "test-env.sh: ddapm-test-agent did not install into $venv" >&2

@@ -127,7 +127,9 @@ fn long_c_call(py: &Python) {
     let out = run_python(
         py,
         &[path.to_str().unwrap(), "60000000"],
-        &[("DD_PROFILING_CPU_FREQUENCY", "200")],
+        // The full native view: the interpreter's `builtin_sum` below `stuck` is checked (the
+        // Python view names it `sum` where the interpreter has a symbol table: python_view.rs).
+        &[("DD_PROFILING_CPU_FREQUENCY", "200"), ("DD_PROFILING_PYTHON_NATIVE", "all")],
     );
     out.assert_success();
     out.assert_cpu_types();

@@ -114,6 +114,29 @@ fn python_locks(py: &Python) {
     assert_eq!(idle_wait, 0, "idle threads have lock-acquire-wait: {idle:?}");
 }
 
+/// c_call.py (a thread stuck in `sum(range(N))`) in the Python view: the built-in is one
+/// `sum` frame under `stuck`. Needs the interpreter's symbol table (pyenv builds have it;
+/// Debian's python3 is stripped, and there `sum`'s time is `stuck`'s self time).
+fn builtin_leaf(py: &Python) {
+    let path = script("c_call.py");
+    let out = run_python(py, &[path.to_str().unwrap(), "60000000"], &[("DD_PROFILING_CPU_FREQUENCY", "200")]);
+    out.assert_success();
+    let tid: i64 = out.value("tid");
+    let all = samples(&out);
+    let thread: Vec<&Sample> = all.iter().filter(|s| s.tid == tid && s.value("cpu-samples") > 0).collect();
+    let count: i64 = thread.iter().map(|s| s.value("cpu-samples")).sum();
+    let in_sum: i64 = thread
+        .iter()
+        .filter(|s| {
+            let n = s.stack.len();
+            n >= 2 && s.stack[n - 1].function == "sum" && s.stack[n - 1].file == "<built-in>" && s.stack[n - 2].function == "stuck"
+        })
+        .map(|s| s.value("cpu-samples"))
+        .sum();
+    eprintln!("3.{}: {in_sum} of {count} samples end in stuck;sum", py.minor);
+    assert!(count > 20 && in_sum as f64 >= 0.95 * count as f64, "only {in_sum} of {count} samples end in stuck;sum\n{}", show(&all, "cpu-samples", 5));
+}
+
 macro_rules! for_each_python {
     ($($module:ident => $which:expr),* $(,)?) => {$(
         mod $module {
@@ -125,6 +148,12 @@ macro_rules! for_each_python {
             #[test]
             fn a_300_deep_recursion_keeps_its_root() {
                 with_python($which, deep_recursion);
+            }
+            #[test]
+            fn a_builtin_called_from_python_is_one_frame() {
+                if matches!($which, Which::Pyenv(_)) {
+                    with_python($which, builtin_leaf);
+                }
             }
             #[test]
             fn python_locks_are_named_and_idle_waits_left_out() {
@@ -142,4 +171,95 @@ for_each_python! {
     cpython_3_12 => Which::Pyenv(12),
     cpython_3_13 => Which::Pyenv(13),
     debian_python3 => Which::Debian,
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real service: Flask under gunicorn (2 workers x 4 threads), from PyPI in the test venv
+
+fn venv() -> std::path::PathBuf {
+    let out = std::process::Command::new("sh")
+        .arg(common::repo().join("scripts/test-env.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("cannot run scripts/test-env.sh");
+    assert!(out.status.success(), "scripts/test-env.sh failed (it installs flask and gunicorn)");
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn serve(native: &str) -> (common::Outcome, Vec<Sample>) {
+    let python = Python { path: venv().join("bin/python"), minor: 11 };
+    let serve = script("flask_service/serve.py");
+    let out = run_python(&python, &[serve.to_str().unwrap(), "6"], &[("DD_PROFILING_LOCK_ENABLED", "true"), ("DD_PROFILING_PYTHON_NATIVE", native)]);
+    out.assert_success();
+    let errors: i64 = out.value("errors");
+    assert!(errors == 0 && out.value::<i64>("requests") > 200, "the load failed:\n{}", out.describe());
+    let all = samples(&out);
+    (out, all)
+}
+
+/// cpu-time by the innermost Python frame ("function file"), as shares of all cpu-time: what a
+/// Python developer asks of the profile, the same in both views.
+fn python_rows(all: &[Sample]) -> Vec<(String, f64)> {
+    let mut by: std::collections::HashMap<String, f64> = Default::default();
+    let mut total = 0.0;
+    for s in all {
+        let v = s.value("cpu-time") as f64;
+        total += v;
+        if let Some(f) = s.python_leaf() {
+            *by.entry(format!("{} {}", f.function, f.file.rsplit('/').next().unwrap_or(""))).or_default() += v;
+        }
+    }
+    let mut rows: Vec<(String, f64)> = by.into_iter().map(|(k, v)| (k, v / total)).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows
+}
+
+#[test]
+fn a_flask_service_shows_its_python_functions() {
+    let (_, full) = serve("all");
+    let (out, view) = serve("python");
+    let interpreter: std::collections::HashSet<String> =
+        full.iter().flat_map(|s| s.stack.iter()).filter(|f| f.mapping.contains("libpython3")).map(|f| f.function.clone()).collect();
+    assert!(interpreter.len() > 50, "the full view shows only {} interpreter functions", interpreter.len());
+    // No interpreter frame anywhere in the Python view, so none in the top self rows.
+    let leaked: Vec<String> = view.iter().flat_map(|s| s.stack.iter()).filter(|f| f.mapping.contains("libpython3")).map(|f| f.function.clone()).collect();
+    assert!(leaked.is_empty(), "interpreter frames in the Python view: {leaked:?}");
+    let rows = self_cpu(&view);
+    let top: Vec<&str> = rows.iter().take(10).map(|r| r.0.as_str()).collect();
+    eprintln!("top self cpu-time rows: {top:?}");
+    for name in &top {
+        assert!(!interpreter.contains(*name), "interpreter function {name} in the top self rows {top:?}");
+    }
+    assert!(top[..3].iter().any(|n| *n == "parse_or_default"), "parse_or_default is not a top self row: {top:?}");
+    // The app's three CPU functions are the top Python rows, splitting their CPU as the
+    // workers measured it (thread CPU time in each, C code they call included) within 4 points.
+    let python = python_rows(&view);
+    eprintln!("python rows: {:?}", &python[..5.min(python.len())]);
+    let app: Vec<&str> = python.iter().take(3).map(|r| r.0.as_str()).collect();
+    const FUNCTIONS: [&str; 3] = ["slow_hash", "parse_or_default", "run_query"];
+    let measured: Vec<f64> = FUNCTIONS
+        .iter()
+        .map(|f| out.kv_lines().iter().filter(|l| l.contains_key("slow_hash")).map(|l| l[*f].parse::<f64>().unwrap()).sum())
+        .collect();
+    assert!(out.kv_lines().iter().filter(|l| l.contains_key("slow_hash")).count() == 2, "not both workers reported their CPU:\n{}", out.describe());
+    let profiled: Vec<f64> = FUNCTIONS.iter().map(|f| python.iter().find(|r| r.0 == format!("{f} app.py")).map_or(0.0, |r| r.1)).collect();
+    let (m_total, p_total): (f64, f64) = (measured.iter().sum(), profiled.iter().sum());
+    for (i, f) in FUNCTIONS.iter().enumerate() {
+        let (seen, truth) = (profiled[i] / p_total, measured[i] / m_total);
+        eprintln!("{f}: {:.1}% of the three in the profile, {:.1}% measured", 100.0 * seen, 100.0 * truth);
+        assert!(app.contains(&format!("{f} app.py").as_str()), "{f} is not among the top Python rows {app:?}");
+        assert!((seen - truth).abs() <= 0.04, "{f}: {:.1}% of the three in the profile, {:.1}% measured", 100.0 * seen, 100.0 * truth);
+    }
+    // cache_lock by its name; the pool threads waiting for requests add no lock wait.
+    let wait_named = |name: &str| view.iter().filter(|s| s.lock_name == name).map(|s| s.value("lock-acquire-wait")).sum::<i64>();
+    let source = std::fs::read_to_string(script("flask_service/app.py")).unwrap();
+    let line = source.lines().position(|l| l.starts_with("cache_lock = ")).unwrap() + 1;
+    let name = format!("app.py:{line} cache_lock");
+    assert!(wait_named(&name) > 0, "no wait under {name}");
+    let idle: i64 = view
+        .iter()
+        .filter(|s| s.stack.iter().any(|f| f.function.starts_with("_queue_SimpleQueue_get")) || s.python_leaf().is_some_and(|f| f.function == "_worker"))
+        .map(|s| s.value("lock-acquire-wait"))
+        .sum();
+    assert_eq!(idle, 0, "threads waiting for requests have lock-acquire-wait");
 }

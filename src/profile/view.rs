@@ -114,8 +114,14 @@ fn is_python(word: u64) -> bool {
 /// Frames as items, with libddprof's frames and the capture markers recognised.
 fn items(frames: &[u64], ctx: &Context) -> Vec<Item> {
     let own = |w: u64| !is_python(w) && ctx.own.as_ref().is_some_and(|r| r.contains(&w));
+    // Leafward of the innermost frame of the profiler's own work, frames are the profiler's
+    // (a system call it makes): they go into the `[libddprof]` frame too.
+    let work_start = frames.iter().position(|&w| own(w)).filter(|&i| i == 0 || !forwarding(frames[i], ctx));
     let mut out = Vec::with_capacity(frames.len());
-    for &w in frames {
+    for (i, &w) in frames.iter().enumerate() {
+        if work_start.is_some_and(|start| i < start) {
+            continue;
+        }
         if own(w) {
             // One `[libddprof]` for the leaf run; a forwarding frame elsewhere is dropped.
             if out.is_empty() {
@@ -134,6 +140,18 @@ fn items(frames: &[u64], ctx: &Context) -> Vec<Item> {
         });
     }
     out
+}
+
+/// Whether a libddprof frame with a callee is an interposed function calling the real one
+/// (`malloc` → glibc's `malloc`): its callee is the program's work. Otherwise the callee is
+/// the profiler's (`process_vm_readv` reading Python frames, a clock read). Told from the
+/// innermost function at the call site: a C-ABI hook itself (no Rust path) or code of
+/// `hooks/`; library glue (`core::`, `std::`) is looked through.
+fn forwarding(address: u64, ctx: &Context) -> bool {
+    let Some(name) = native_names(address, ctx).find(|n| !n.starts_with("core::") && !n.starts_with("std::") && !n.starts_with('<')) else {
+        return true;
+    };
+    !name.contains("::") || name.starts_with("ddprof::hooks::")
 }
 
 /// Folds the interpreter's frames (see the module comment, rule 2).
@@ -331,6 +349,11 @@ mod tests {
         let c = ctx(&symbols, false, 128);
         assert_eq!(show(&[0x9100, 0x9200, 0x5000], false, &c).frames, vec![python_frames::label("[libddprof]"), 0x5000]);
         // A forwarding hook (libc's futex under our pthread_mutex_lock) vanishes.
+        assert_eq!(show(&[0x7100, 0x9100, 0x5000], false, &c).frames, vec![0x7100, 0x5000]);
+        // A system call of the profiler's own work is the profiler's.
+        let symbols: HashMap<u64, Arc<Symbolized>> = [named(0x9300, "ddprof::python::memory::read"), named(0x9100, "pthread_mutex_lock")].into();
+        let c = ctx(&symbols, false, 128);
+        assert_eq!(show(&[0x7100, 0x9300, 0x9400, 0x5000], false, &c).frames, vec![python_frames::label("[libddprof]"), 0x5000]);
         assert_eq!(show(&[0x7100, 0x9100, 0x5000], false, &c).frames, vec![0x7100, 0x5000]);
     }
 
