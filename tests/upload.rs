@@ -678,7 +678,9 @@ fn check_upload(u: &Upload, service: &str, window: (SystemTime, SystemTime)) {
         e.get("attachments"),
         &Json::Arr(vec![Json::Str("profile.pprof".into())])
     );
-    assert_eq!(e.get("family").str(), "native");
+    // A Python process says so (its stacks are Python stacks); any other is native.
+    let family = e.get("family").str();
+    assert_eq!(family, if service == "upload-py" { "python" } else { "native" });
     assert_eq!(e.get("version").str(), "4");
     let start = parse_rfc3339(e.get("start").str());
     let end = parse_rfc3339(e.get("end").str());
@@ -694,7 +696,7 @@ fn check_upload(u: &Upload, service: &str, window: (SystemTime, SystemTime)) {
     assert_eq!(u.tag("team"), "profiling");
     assert_eq!(u.tag("owner"), "me");
     assert_eq!(u.tag("extra"), "yes");
-    assert_eq!(u.tag("language"), "native");
+    assert_eq!(u.tag("language"), family);
     assert_eq!(u.tag("profiler_version"), VERSION);
     assert!(
         is_uuid_v4(u.tag("runtime-id")),
@@ -881,7 +883,14 @@ print("done")
     assert!(out.stdout.ends_with("done\n"), "{}", out.describe_run());
     assert_no_upload_warning(&out);
     let uploads = agent.uploads();
-    check_run(&uploads, out.value("pid"), "upload-py", window, 3);
+    let mine = check_run(&uploads, out.value("pid"), "upload-py", window, 3);
+    let version = String::from_utf8(Command::new(python()).args(["-c", "import platform; print(platform.python_version())"]).output().unwrap().stdout).unwrap();
+    for u in &mine {
+        assert_eq!(u.event.get("family").str(), "python");
+        assert_eq!(u.tag("language"), "python");
+        assert_eq!(u.tag("runtime"), "CPython");
+        assert_eq!(u.tag("runtime_version"), version.trim());
+    }
 }
 
 #[test]

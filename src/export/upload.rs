@@ -244,7 +244,6 @@ impl Identity {
             tags.push(("version".into(), version.clone()));
         }
         tags.extend(config.tags.iter().cloned());
-        tags.push(("language".into(), "native".into()));
         tags.push(("profiler_version".into(), VERSION.into()));
         let fixed_tags = tags
             .iter()
@@ -266,11 +265,34 @@ impl Identity {
             None => (unsafe { libc::getpid() }, runtime_id()),
         };
         let mut tags = format!("{},runtime-id:{runtime_id},process_id:{pid},profile_seq:{seq}", self.fixed_tags);
+        tags.push_str(&runtime_tags());
         if !self.host.is_empty() {
             tags.push_str(",host:");
             tags.push_str(&tag_part(&self.host));
         }
         tags
+    }
+}
+
+/// What the profile is of: `python` once a CPython interpreter is being read (its stacks are
+/// Python stacks, as the Datadog Python profiler's are), `native` otherwise.
+fn family() -> &'static str {
+    if crate::python::active() {
+        "python"
+    } else {
+        "native"
+    }
+}
+
+/// `language`, and for Python the `runtime` and `runtime_version` tags Datadog's Python
+/// profiler sends.
+fn runtime_tags() -> String {
+    match crate::python::target() {
+        Some(t) => {
+            let (major, minor, micro) = t.version;
+            format!(",language:python,runtime:CPython,runtime_version:{major}.{minor}.{micro}")
+        }
+        None => ",language:native".to_string(),
     }
 }
 
@@ -317,6 +339,7 @@ pub struct UploadStats {
 
 /// The `event.json` part.
 pub fn event_json(
+    family: &str,
     tags: &str,
     start: SystemTime,
     end: SystemTime,
@@ -326,12 +349,13 @@ pub fn event_json(
     format!(
         concat!(
             "{{\"attachments\":[\"profile.pprof\"],\"tags_profiler\":{},\"start\":\"{}\",\"end\":\"{}\",",
-            "\"family\":\"native\",\"version\":\"4\",\"info\":{{\"profiler\":{},",
+            "\"family\":{},\"version\":\"4\",\"info\":{{\"profiler\":{},",
             "\"upload\":{{\"dropped_profiles\":{},\"dropped_profiles_total\":{},\"backlog_limit\":{}}}}}}}"
         ),
         json_string(tags),
         rfc3339(start),
         rfc3339(end),
+        json_string(family),
         profiler_info,
         stats.dropped_since_last,
         stats.dropped_total,
@@ -374,6 +398,7 @@ fn send(
     deadline: Instant,
 ) -> Result<(), Failure> {
     let event = event_json(
+        family(),
         &identity.tags(item.seq, item.child.as_ref()),
         item.start,
         item.end,
@@ -901,7 +926,7 @@ mod tests {
             dropped_since_last: 2,
             dropped_total: 5,
         };
-        let e = event_json("a:b,c:d", t0, t1, "{\"x\":1}", stats);
+        let e = event_json("native", "a:b,c:d", t0, t1, "{\"x\":1}", stats);
         assert_eq!(
             e,
             "{\"attachments\":[\"profile.pprof\"],\"tags_profiler\":\"a:b,c:d\",\"start\":\"2025-11-29T02:12:06.000000001Z\",\
@@ -921,7 +946,7 @@ mod tests {
         let id = Identity::new(&c);
         let tags = id.tags(7, None);
         assert!(
-            tags.starts_with("service:svc_x,env:prod,team:a,language:native,profiler_version:"),
+            tags.starts_with("service:svc_x,env:prod,team:a,profiler_version:") && tags.contains(",language:native,"),
             "{tags}"
         );
         // (The runtime id itself may change under us: another test resets it.)
