@@ -270,3 +270,28 @@ fn libc_internals_are_named_from_its_separate_debug_file() {
         );
     }
 }
+
+/// A C recursion 1000 deep with the default DD_PROFILING_MAX_FRAMES (128): the samples of the
+/// burn at the bottom keep `main` (and `_start`) at the root, with one `[N frames omitted]`
+/// frame, N being the descend frames not shown.
+#[test]
+fn a_1000_deep_c_recursion_keeps_its_root() {
+    let out = common::run(common::program("deep_c.c")).env("DD_PROFILING_CPU_FREQUENCY", "500").go();
+    out.assert_success();
+    let m = out.merged();
+    let burning = |s: &FlatSample| s.stack.last().is_some_and(|f| function_is(&f.function, "burn"));
+    let in_burn = m.fraction("cpu-samples", burning);
+    assert!(in_burn > 0.9, "only {:.0}% of the samples in burn", 100.0 * in_burn);
+    let rooted = m.fraction("cpu-samples", |s| burning(s) && s.has_function("main") && s.has_function("_start")) / in_burn;
+    eprintln!("{:.1}% of the burn samples reach main", 100.0 * rooted);
+    assert!(rooted >= 0.99, "only {:.1}% of the burn samples reach main", 100.0 * rooted);
+    let exact = m.fraction("cpu-samples", |s| {
+        let markers: Vec<&common::Frame> = s.stack.iter().filter(|f| f.function.ends_with(" frames omitted]")).collect();
+        let shown = s.stack.iter().filter(|f| function_is(&f.function, "descend")).count();
+        burning(s)
+            && s.stack.len() <= 128
+            && markers.len() == 1
+            && markers[0].function.trim_start_matches('[').split(' ').next().and_then(|n| n.parse::<usize>().ok()) == Some(1001 - shown)
+    }) / in_burn;
+    assert!(exact >= 0.99, "only {:.1}% of the burn samples show 1001 descend frames (shown + omitted) in at most 128", 100.0 * exact);
+}
