@@ -11,14 +11,15 @@
 //! Cold side (the exporter thread; never imports the hooks or the life cycle):
 //! - `export`       exporter thread, file writer, Agent uploader, hand-over of children's profiles
 //! - `report`       `ddprof-report` (reads pprof files; not part of the preloaded profiler)
-//! - `profile`      aggregation, symbolization, naming Python frames, pprof encoding
+//! - `profile`      aggregation, symbolization, naming Python frames and locks, the shown
+//!                  view of each stack (`view`: Python view, own frames, depth), pprof encoding
 //! - `python_gil`   work run inside the interpreter under its GIL (allocator hook install,
 //!                  `threading` names, exit drain), requested by the exporter
 //!
 //! Hot side (runs inside the program's threads: hooks and the SIGPROF handler; never
 //! allocates through the program's malloc, blocks or logs):
-//! - `sample`       timers, the SIGPROF handler, wall sampler, stack capture (framehop),
-//!                  allocation and lock samplers
+//! - `sample`       timers, the SIGPROF handler, wall sampler, stack capture (framehop;
+//!                  `both_ends` keeps the root of deep stacks), allocation and lock samplers
 //! - `python`       finding the interpreter and reading a thread's Python frames
 //!
 //! Below both:

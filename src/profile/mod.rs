@@ -1,4 +1,6 @@
-//! Cold side: turning recorded samples into pprof profiles.
+//! Cold side: turning recorded samples into pprof profiles: `aggregate` (per-stack totals),
+//! `python_frames` and `python_lock_site` (naming), `view` (what each stack shows),
+//! `symbolize`, `encode`/`builder`/`pprof` (the file).
 pub mod pprof;
 pub mod builder;
 pub mod gzip_stored;
