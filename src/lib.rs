@@ -6,7 +6,8 @@
 //! - `hooks`        the exported C symbols (malloc family, pthread locks, pthread_create,
 //!                  fork/exec/exit, sigaction): the program calls in here
 //! - `runtime`      life cycle: start-up, thread start and exit, fork, exec, exit;
-//!   `child_threads` a forked child's deferred exporter and wall sampler
+//!   `child_threads` a forked child's deferred exporter and wall sampler;
+//!   `termination` the last profile of a process killed by SIGTERM/SIGINT/SIGHUP
 //!
 //! Cold side (the exporter thread; never imports the hooks or the life cycle):
 //! - `export`       exporter thread, file writer, Agent uploader, hand-over of children's profiles
@@ -53,6 +54,7 @@ pub mod real_lock;
 pub mod runtime;
 pub mod sample;
 pub mod status;
+pub mod termination;
 pub mod thread;
 pub mod tls_counter;
 pub mod yield_lock;

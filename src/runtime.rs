@@ -43,6 +43,7 @@ pub fn start() {
     crate::sample::lock::configure(config.lock_enabled, config.lock_sample_interval_ns, config.lock_hold_sample_every);
     exporter::start(config.clone());
     crate::status::set_active();
+    crate::termination::install(on_process_exit);
     // SAFETY: registering a plain extern "C" function with atexit.
     unsafe { libc::atexit(at_exit) };
     on_thread_start();

@@ -174,6 +174,7 @@ pub fn spawn_internal(name: &str, body: impl FnOnce() + Send + 'static) -> std::
     with(|s| s.spawning_internal.set(true));
     let spawned = std::thread::Builder::new().name(name.to_string()).spawn(move || {
         block_cpu_signal();
+        block_termination_signals();
         body();
     });
     with(|s| s.spawning_internal.set(false));
@@ -195,6 +196,28 @@ pub fn mark_internal() {
 /// the hooks' slow path, where an internal thread's block is served from the library's heap.
 pub fn keep_allocations_on_slow_path() {
     crate::tls_counter::alloc_bytes_left::set(i64::MIN / 2);
+}
+
+/// SIGTERM, SIGINT, SIGHUP: a library thread blocks them, so the kernel hands them to one of
+/// the program's threads (see termination.rs).
+pub const TERMINATION_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Whether the calling thread is inside the library (a hook, or one of the library's threads).
+pub fn in_profiler() -> bool {
+    with(|s| s.in_profiler.get())
+}
+
+/// Keeps the termination signals away from a library thread.
+pub fn block_termination_signals() {
+    // SAFETY: sigemptyset/sigaddset fill a local set; the old mask is not wanted.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in TERMINATION_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Keeps SIGPROF away from the calling thread.

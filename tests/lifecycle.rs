@@ -218,3 +218,43 @@ fn a_bad_config_value_warns_and_profiling_goes_on() {
     );
     assert_one_profile_with_samples(&out);
 }
+
+/// A child killed by `sig` (default disposition) after ~1 s of CPU: its profile exists with
+/// its samples, and its parent sees it die of that signal.
+fn killed_child(sig: &str, number: i32) {
+    let out = common::run(common::program("term_child.c")).arg(sig).go();
+    out.assert_success();
+    assert_eq!(out.value::<i32>("dfl"), 1, "the program does not see SIG_DFL for SIG{sig}\n{}", out.describe());
+    assert_eq!((out.value::<i32>("signaled"), out.value::<i32>("signal")), (1, number), "the child did not die of SIG{sig}\n{}", out.describe());
+    let child: u32 = out.value("child_pid");
+    let mut m = common::Merged::default();
+    for f in out.files.iter().filter(|f| f.pid == child) {
+        m.add(&f.profile);
+    }
+    let cpu = m.total("cpu-samples");
+    // 1 s of the child's CPU at 100 Hz (the last ~10 ms after the kill are not sampled).
+    assert!(cpu >= 85, "the SIG{sig}'d child's profile has {cpu} CPU samples for 1 s of CPU (expected ~100)\n{}", out.describe());
+}
+
+#[test]
+fn a_sigterm_child_writes_its_profile_and_dies_of_sigterm() {
+    killed_child("TERM", libc::SIGTERM);
+}
+
+#[test]
+fn a_sigint_child_writes_its_profile_and_dies_of_sigint() {
+    killed_child("INT", libc::SIGINT);
+}
+
+#[test]
+fn a_sighup_child_writes_its_profile_and_dies_of_sighup() {
+    killed_child("HUP", libc::SIGHUP);
+}
+
+/// The program's own SIGTERM handler runs as installed (here it exits 3).
+#[test]
+fn a_programs_own_sigterm_handler_is_untouched() {
+    let out = common::run(common::program("term_child.c")).arg("TERM").arg("own").go();
+    out.assert_success();
+    assert_eq!((out.value::<i32>("signaled"), out.value::<i32>("handler_ran"), out.value::<i32>("exit_code")), (0, 1, 3), "{}", out.describe());
+}

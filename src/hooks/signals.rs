@@ -1,6 +1,7 @@
 //! `sigaction` and `signal`: the program's own SIGPROF handler always wins. When the program
 //! installs one (or resets SIGPROF), CPU sampling stops first, with one warning, and the
-//! program's request is carried out unchanged.
+//! program's request is carried out unchanged. SIGTERM, SIGINT and SIGHUP go through
+//! `termination` first (the library holds them while they are at SIG_DFL).
 
 use crate::real::{self, SignalFn};
 
@@ -17,6 +18,9 @@ pub unsafe extern "C" fn sigaction(
             crate::runtime::yield_cpu_signal();
         }
     }
+    if let Some(rc) = crate::termination::sigaction_for_program(signal, action, old) {
+        return rc;
+    }
     real::sigaction(signal, action, old)
 }
 
@@ -24,6 +28,18 @@ pub unsafe extern "C" fn sigaction(
 pub unsafe extern "C" fn signal(signal: libc::c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     if signal == crate::sample::signal::CPU_SIGNAL {
         crate::runtime::yield_cpu_signal();
+    }
+    if crate::thread::TERMINATION_SIGNALS.contains(&signal) {
+        // `signal` is `sigaction` with BSD semantics (glibc): the same rule applies.
+        // SAFETY: a zeroed sigaction is valid; handler and flags are set below.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = handler;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: as above.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        if let Some(rc) = crate::termination::sigaction_for_program(signal, &action, &mut old) {
+            return if rc == 0 { old.sa_sigaction } else { libc::SIG_ERR };
+        }
     }
     let next = real::SIGNAL.get();
     if next == 0 {
