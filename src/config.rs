@@ -72,6 +72,8 @@ pub struct Config {
     pub separate_debug_info: SeparateDebugInfo,
     /// Which native frames a Python process's stacks keep.
     pub python_native: PythonNative,
+    /// Write (or upload) profiles of a process that has recorded no sample yet.
+    pub empty_profiles: bool,
 }
 
 /// `DD_PROFILING_PYTHON_NATIVE`: in a Python process, `Python` (the default) folds the
@@ -167,6 +169,7 @@ impl Default for Config {
             exit_flush_timeout: Duration::from_secs_f64(DEFAULT_EXIT_FLUSH_TIMEOUT_S),
             separate_debug_info: SeparateDebugInfo::Symbols,
             python_native: PythonNative::Python,
+            empty_profiles: false,
         }
     }
 }
@@ -324,6 +327,7 @@ fn from_source(read: impl Fn(&str) -> Option<Raw>) -> (Config, Vec<String>) {
             "python",
             PythonNative::parse,
         ),
+        empty_profiles: r.flag("DD_PROFILING_EMPTY_PROFILES", false),
     };
     (config, r.warnings)
 }
@@ -766,6 +770,7 @@ mod tests {
         "DD_PROFILING_EXIT_FLUSH_TIMEOUT",
         "DD_PROFILING_SEPARATE_DEBUG_INFO",
         "DD_PROFILING_PYTHON_NATIVE",
+        "DD_PROFILING_EMPTY_PROFILES",
     ];
 
     #[test]
@@ -1063,6 +1068,13 @@ mod tests {
         for bad in ["dwarf", "yes", "1", "💥", "fu ll"] {
             assert_one_warning(var, bad, "using the default symbols");
         }
+    }
+
+    #[test]
+    fn empty_profiles() {
+        assert!(!load_ok(&[]).empty_profiles);
+        assert!(load_ok(&[("DD_PROFILING_EMPTY_PROFILES", "true")]).empty_profiles);
+        assert_one_warning("DD_PROFILING_EMPTY_PROFILES", "sometimes", "using the default false");
     }
 
     #[test]

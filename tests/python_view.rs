@@ -189,7 +189,7 @@ fn venv() -> std::path::PathBuf {
 fn serve(native: &str) -> (common::Outcome, Vec<Sample>) {
     let python = Python { path: venv().join("bin/python"), minor: 11 };
     let serve = script("flask_service/serve.py");
-    let out = run_python(&python, &[serve.to_str().unwrap(), "6"], &[("DD_PROFILING_LOCK_ENABLED", "true"), ("DD_PROFILING_PYTHON_NATIVE", native)]);
+    let out = run_python(&python, &[serve.to_str().unwrap(), "6"], &[("DD_PROFILING_LOCK_ENABLED", "true"), ("DD_PROFILING_PYTHON_NATIVE", native), ("DD_PROFILING_CPU_FREQUENCY", "250")]);
     out.assert_success();
     let errors: i64 = out.value("errors");
     assert!(errors == 0 && out.value::<i64>("requests") > 200, "the load failed:\n{}", out.describe());

@@ -97,11 +97,16 @@ pub fn after_fork_in_child() {
     super::handoff::after_fork_in_child();
 }
 
-/// At the exit of a forked child whose exporter never started: if it recorded nothing, hands
-/// its (empty) profile to its parent (handoff.rs) and returns true.
+/// At the exit of a forked child whose exporter never started: if it recorded nothing, it
+/// writes nothing — or, with DD_PROFILING_EMPTY_PROFILES, hands its empty profile to its
+/// parent (handoff.rs) — and returns true.
 pub fn hand_over_if_quiet() -> bool {
     let forked_at = FIRST_PERIOD_NS.load(Ordering::Relaxed);
-    forked_at != 0 && quiet_since_fork() && super::handoff::post(forked_at, realtime_ns_by_syscall())
+    if forked_at == 0 || !quiet_since_fork() {
+        return false;
+    }
+    // Nothing to write at all, unless empty profiles are wanted.
+    !crate::status::config().is_some_and(|c| c.empty_profiles) || super::handoff::post(forked_at, realtime_ns_by_syscall())
 }
 
 /// The final export of a process that never started its exporter thread (a short-lived
@@ -193,6 +198,8 @@ struct Exporter {
     uploader: Option<super::upload::Uploader>,
     /// Sampled allocations the live-heap table had no room for (reported in the profile).
     heap_untracked: u64,
+    /// Some period of this process had a sample (see `export`).
+    sampled: bool,
 }
 
 impl Exporter {
@@ -202,7 +209,7 @@ impl Exporter {
             0 => Aggregator::new(),
             forked_at => Aggregator::starting_at(time_at(forked_at)),
         };
-        Exporter { config, aggregator, seq: 0, columns, write_failed: false, uploader: None, heap_untracked: 0 }
+        Exporter { config, aggregator, seq: 0, columns, write_failed: false, uploader: None, heap_untracked: 0, sampled: false }
     }
 
     fn run(mut self, shared: &Shared) {
@@ -267,6 +274,13 @@ impl Exporter {
     fn export(&mut self) {
         let started = Instant::now();
         let period = self.aggregator.take_period();
+        // A process that has recorded nothing yet (a shell, a pyenv shim, /bin/true) leaves
+        // no file and sends nothing: it would only be noise.
+        self.sampled |= !period.samples.is_empty();
+        if !self.sampled && !self.config.empty_profiles {
+            log_debug!("nothing recorded yet: no profile exported");
+            return;
+        }
         let profile = self.encode(&period, &self.comments());
         let bytes = encode_gzip(&profile);
         let size = bytes.len();

@@ -177,7 +177,7 @@ fn python_view(items: Vec<Item>, ctx: &Context) -> Vec<Item> {
         .into_iter()
         .enumerate()
         .filter(|(i, item)| match item {
-            Item::Native(_) => *i < outermost && !in_interpreter(item),
+            Item::Native(a) => *i < outermost && !in_interpreter(item) && !is_linker_glue(*a, ctx),
             // The Python marker counts the frames a Python developer misses; native frames
             // cut from the same stack were nearly all interpreter frames.
             Item::Omitted { python: false, .. } => !python_cut && *i < outermost,
@@ -185,6 +185,12 @@ fn python_view(items: Vec<Item>, ctx: &Context) -> Vec<Item> {
         })
         .map(|(_, item)| item)
         .collect()
+}
+
+/// The dynamic linker's plumbing (`__tls_get_addr`: libpython's thread-local state on 3.12+,
+/// lazy binding): part of the caller's work, folded like interpreter frames.
+fn is_linker_glue(address: u64, ctx: &Context) -> bool {
+    native_names(address, ctx).any(|n| n.starts_with("__tls_get_addr") || n.starts_with("_dl_runtime_resolve") || n == "_dl_fixup" || n == "update_get_addr")
 }
 
 /// The built-in function that the innermost Python frame calls, when the interpreter frames

@@ -21,7 +21,8 @@ with socket.socket() as s:
 
 server = subprocess.Popen(
     [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-k", "gthread",
-     "-b", f"127.0.0.1:{port}", "--chdir", here, "--log-level", "warning", "app:app"])
+     "-b", f"127.0.0.1:{port}", "--chdir", here, "--log-level", "warning",
+     "--graceful-timeout", "15", "app:app"])
 deadline = time.monotonic() + 30
 while True:
     try:
