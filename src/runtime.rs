@@ -10,7 +10,7 @@ use crate::export::exporter;
 use crate::sample::{signal, timer, unwind, wall};
 use crate::status::{active, config, is_owner_process};
 use crate::thread;
-use crate::{log_info, log_warn};
+use crate::{log_debug, log_info, log_warn};
 
 /// The pthread key whose destructor tells us a thread is exiting.
 static THREAD_EXIT_KEY: AtomicI32 = AtomicI32::new(-1);
@@ -31,10 +31,14 @@ pub fn start() {
     // SAFETY: getpid has no preconditions.
     crate::status::set_owner_pid(unsafe { libc::getpid() });
     crate::family::init();
+    let t0 = std::time::Instant::now();
     crate::collect::init_ring(config.max_frames);
     crate::collect::set_deferred_start(crate::child_threads::start_if_due);
-    unwind::with_tracker(|tracker| tracker.refresh());
-    crate::python::init();
+    // The module list (~0.5 ms) and the interpreter search (~0.1 ms) are the exporter
+    // thread's first work, not the program's: a helper process that lives a few
+    // milliseconds (a shell, `readlink`) does not wait for them. Samples taken in the first
+    // instants of a process have only their leaf address.
+    let t1 = std::time::Instant::now();
     crate::python_gil::set_drain(exporter::drain_now);
     create_thread_exit_key();
     install_fork_handlers();
@@ -47,6 +51,8 @@ pub fn start() {
     // SAFETY: registering a plain extern "C" function with atexit.
     unsafe { libc::atexit(at_exit) };
     on_thread_start();
+    let t4 = std::time::Instant::now();
+    log_debug!("start-up: ring {:?}, the rest {:?}", t1 - t0, t4 - t1);
     log_info!("profiling started (service {})", config.service);
 }
 
@@ -176,6 +182,12 @@ fn end_profile(exec: bool) {
         // Its timer goes with the process; anything sampled from now on (a CPU signal, the
         // program's later atexit handlers) lands in a ring nobody drains, and claims fail fast
         // once the profile has ended (collect::claim_patiently).
+        return;
+    }
+    if !config().is_some_and(|c| c.empty_profiles) && exporter::nothing_recorded() {
+        // Nothing to write (a shell, /bin/true): no final export to wait for.
+        signal::CPU_SAMPLING.store(false, Ordering::Release);
+        timer::stop_all();
         return;
     }
     // Children that exit from now on write their own profiles; those that handed theirs

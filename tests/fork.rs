@@ -107,6 +107,8 @@ fn fork_storm(forks: usize, extra_env: &[(&str, &str)], timeout: u64) -> (usize,
         .env("DD_PROFILING_UPLOAD_PERIOD", "3600")
         .env("DD_PROFILING_MEMORY_ENABLED", "true")
         .env("DD_PROFILING_LOCK_ENABLED", "true")
+        // Every child's file is counted: the quiet ones' too.
+        .env("DD_PROFILING_EMPTY_PROFILES", "true")
         .timeout(timeout);
     for (k, v) in extra_env {
         run = run.env(k, v);
@@ -185,7 +187,13 @@ fn fork_storm(forks: usize, extra_env: &[(&str, &str)], timeout: u64) -> (usize,
 /// child a `[no stack]` wall sample).
 /// Runs `fork_quiet 40 wait` with `env`; returns the outcome and the children's pids.
 fn quiet_children(env: (&str, &str)) -> (Outcome, Vec<u32>) {
-    let out = common::run(common::program("fork_quiet.c")).arg("40").arg("wait").env(env.0, env.1).go();
+    // The hand-over concerns empty profiles, which a process writes only when asked to.
+    let out = common::run(common::program("fork_quiet.c"))
+        .arg("40")
+        .arg("wait")
+        .env("DD_PROFILING_EMPTY_PROFILES", "true")
+        .env(env.0, env.1)
+        .go();
     out.assert_success();
     assert_no_stray_files(&out);
     let children = pids(&out, "child ");
@@ -227,6 +235,20 @@ fn quiet_children_of_a_fork_burst_each_get_an_empty_profile_of_their_own() {
     assert!(handed_over >= 30, "only {handed_over} of 39 quiet children handed their profile over\n{}", out.describe_run());
 }
 
+/// By default a quiet child writes nothing at all: no empty file, no hand-over; the parent
+/// and the children with samples write theirs.
+#[test]
+fn quiet_children_write_nothing_by_default() {
+    let out = common::run(common::program("fork_quiet.c")).arg("40").arg("wait").go();
+    out.assert_success();
+    let children = pids(&out, "child ");
+    assert_eq!(children.len(), 40, "{}", out.describe_run());
+    let parent = pids(&out, "parent ")[0];
+    assert!(out.files.iter().any(|f| f.pid == parent), "the parent wrote no profile\n{}", out.describe_run());
+    let empty: Vec<u32> = out.files.iter().filter(|f| f.profile.sample.is_empty()).map(|f| f.pid).collect();
+    assert!(empty.is_empty(), "empty profiles written by {empty:?}\n{}", out.describe_run());
+}
+
 /// With no time to finish its final export (`DD_PROFILING_EXIT_FLUSH_TIMEOUT=0`), the parent
 /// still writes the profiles its children handed over: the exiting thread takes them itself.
 #[test]
@@ -241,7 +263,7 @@ fn handed_over_profiles_are_written_even_when_the_parents_final_export_is_cut_sh
 /// profile to it: each writes its own.
 #[test]
 fn quiet_children_that_outlive_their_parent_write_their_own_profile() {
-    let out = common::run(common::program("fork_quiet.c")).arg("10").arg("orphan").go();
+    let out = common::run(common::program("fork_quiet.c")).arg("10").arg("orphan").env("DD_PROFILING_EMPTY_PROFILES", "true").go();
     out.assert_success();
     assert_no_stray_files(&out);
     let children = pids(&out, "child ");
@@ -285,6 +307,7 @@ fn fork_storm_with_every_profile_type_on() {
 #[test]
 fn a_2_gib_process_forks_50_times_at_1000_hz_without_livelock() {
     let out = common::run(common::program("fork_bigmem.c"))
+        .env("DD_PROFILING_EMPTY_PROFILES", "true")
         .arg("2048")
         .arg("50")
         .env("DD_PROFILING_CPU_FREQUENCY", "1000")
@@ -364,6 +387,7 @@ fn python_fork_children_and_a_fork_pool_each_leave_a_profile() {
 #[test]
 fn posix_spawn_system_popen_and_vfork_children_run_correctly() {
     let out = common::run(common::program("fork_spawn.c"))
+        .env("DD_PROFILING_EMPTY_PROFILES", "true")
         .env("DD_PROFILING_MEMORY_ENABLED", "true")
         .env("DD_PROFILING_UPLOAD_PERIOD", "3600")
         .go();

@@ -258,3 +258,25 @@ fn a_programs_own_sigterm_handler_is_untouched() {
     out.assert_success();
     assert_eq!((out.value::<i32>("signaled"), out.value::<i32>("handler_ran"), out.value::<i32>("exit_code")), (0, 1, 3), "{}", out.describe());
 }
+
+/// Python started through a pyenv shim (bash, `pyenv`, `readlink`… exec'd and forked on the
+/// way): only processes that recorded a sample leave a profile, and the Python program's is
+/// there with its CPU.
+#[test]
+fn a_pyenv_shim_start_writes_profiles_only_for_processes_with_samples() {
+    let shim = std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".pyenv/shims/python3");
+    if !shim.exists() {
+        eprintln!("skipped: no pyenv shim at {}", shim.display());
+        return;
+    }
+    let script = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\nprint('done')";
+    let out = common::run(&shim).env("PYENV_VERSION", "3.11.7").env("DD_PROFILING_WALL_ENABLED", "true").arg("-c").arg(script).go();
+    out.assert_success();
+    for f in &out.files {
+        let nonzero = f.profile.sample.iter().any(|s| s.value.iter().any(|&v| v != 0));
+        assert!(nonzero, "{} has no sample\n{}", f.path.display(), out.describe());
+    }
+    let python_cpu = out.merged().total("cpu-samples");
+    assert!(python_cpu >= 30, "{python_cpu} CPU samples for the 0.5 s Python loop\n{}", out.describe());
+    eprintln!("{} profiles written for the shim start", out.files.len());
+}

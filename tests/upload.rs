@@ -939,6 +939,7 @@ fn quiet_forked_children_upload_through_their_parent() {
     let out = profiled(common::program("fork_quiet.c"), &agent.url())
         .arg("20")
         .arg("wait")
+        .env("DD_PROFILING_EMPTY_PROFILES", "true")
         .env("DD_PROFILING_LOG_LEVEL", "debug")
         .go();
     out.assert_success();
@@ -1061,6 +1062,8 @@ fn agent_down_costs_forked_children_nothing() {
     let out = common::run(common::program("upload_children.c"))
         .env("DD_PROFILING_OUTPUT_PPROF", "")
         .env("DD_TRACE_AGENT_URL", &url)
+        // Every child has a profile to send (an empty one).
+        .env("DD_PROFILING_EMPTY_PROFILES", "true")
         .arg("30")
         .go();
     out.assert_success();

@@ -124,6 +124,12 @@ pub fn export_inline(config: Arc<Config>) {
     exporter.export();
 }
 
+/// Nothing will be in this image's profile: no record since it started (or since the fork,
+/// in a forked child), no inherited live heap sample.
+pub fn nothing_recorded() -> bool {
+    quiet_since_fork()
+}
+
 /// Nothing will be in this forked child's profile: no record since the fork, no inherited
 /// live heap sample.
 fn quiet_since_fork() -> bool {
@@ -214,6 +220,9 @@ impl Exporter {
 
     fn run(mut self, shared: &Shared) {
         RUNNING.store(true, Ordering::Release);
+        // The process's start-up work, done here rather than on the program's thread.
+        crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+        crate::python_gil::refresh();
         let mut next_export = Instant::now() + self.config.upload_period;
         let mut next_refresh = Instant::now();
         let mut busy = false;
