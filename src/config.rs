@@ -54,6 +54,9 @@ pub struct Config {
     pub memory_enabled: bool,
     pub heap_enabled: bool,
     pub lock_enabled: bool,
+    pub exception_enabled: bool,
+    /// One throw in this many (on average) is sampled.
+    pub exception_sampling_interval: u64,
     /// Samples per CPU-second, per thread.
     pub cpu_frequency_hz: u32,
     pub wall_interval: Duration,
@@ -126,6 +129,7 @@ const DEFAULT_HEAP_SAMPLE_SIZE: u64 = 512 * 1024;
 const DEFAULT_LOCK_SAMPLE_NS: u64 = 100_000;
 const DEFAULT_LOCK_HOLD_SAMPLE_EVERY: u64 = 100;
 const DEFAULT_MAX_FRAMES: usize = 128;
+const DEFAULT_EXCEPTION_SAMPLING_INTERVAL: u64 = 100;
 const DEFAULT_UPLOAD_TIMEOUT_S: f64 = 10.0;
 const DEFAULT_EXIT_FLUSH_TIMEOUT_S: f64 = 2.0;
 
@@ -158,6 +162,8 @@ impl Default for Config {
             memory_enabled: true,
             heap_enabled: true,
             lock_enabled: true,
+            exception_enabled: true,
+            exception_sampling_interval: DEFAULT_EXCEPTION_SAMPLING_INTERVAL,
             cpu_frequency_hz: DEFAULT_CPU_FREQUENCY_HZ,
             wall_interval: Duration::from_secs_f64(DEFAULT_WALL_INTERVAL_MS / 1000.0),
             heap_sample_size: DEFAULT_HEAP_SAMPLE_SIZE,
@@ -264,6 +270,13 @@ fn from_source(read: impl Fn(&str) -> Option<Raw>) -> (Config, Vec<String>) {
         memory_enabled: r.flag("DD_PROFILING_MEMORY_ENABLED", true),
         heap_enabled: r.flag("DD_PROFILING_HEAP_ENABLED", true),
         lock_enabled: r.flag("DD_PROFILING_LOCK_ENABLED", true),
+        exception_enabled: r.flag("DD_PROFILING_EXCEPTION_ENABLED", true),
+        exception_sampling_interval: r.integer(
+            "DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL",
+            "a whole number of throws",
+            (1, 1_000_000_000),
+            DEFAULT_EXCEPTION_SAMPLING_INTERVAL,
+        ),
         cpu_frequency_hz: r.integer(
             "DD_PROFILING_CPU_FREQUENCY",
             "a whole number of samples per second",
@@ -771,6 +784,8 @@ mod tests {
         "DD_PROFILING_SEPARATE_DEBUG_INFO",
         "DD_PROFILING_PYTHON_NATIVE",
         "DD_PROFILING_EMPTY_PROFILES",
+        "DD_PROFILING_EXCEPTION_ENABLED",
+        "DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL",
     ];
 
     #[test]
@@ -809,6 +824,7 @@ mod tests {
         "DD_PROFILING_MEMORY_ENABLED",
         "DD_PROFILING_HEAP_ENABLED",
         "DD_PROFILING_LOCK_ENABLED",
+        "DD_PROFILING_EXCEPTION_ENABLED",
     ];
 
     fn flag_value(config: &Config, var: &str) -> bool {
@@ -819,6 +835,7 @@ mod tests {
             "DD_PROFILING_MEMORY_ENABLED" => config.memory_enabled,
             "DD_PROFILING_HEAP_ENABLED" => config.heap_enabled,
             "DD_PROFILING_LOCK_ENABLED" => config.lock_enabled,
+            "DD_PROFILING_EXCEPTION_ENABLED" => config.exception_enabled,
             _ => unreachable!(),
         }
     }
@@ -1067,6 +1084,16 @@ mod tests {
         assert_eq!(load_ok(&[(var, " Symbols ")]).separate_debug_info, SeparateDebugInfo::Symbols);
         for bad in ["dwarf", "yes", "1", "💥", "fu ll"] {
             assert_one_warning(var, bad, "using the default symbols");
+        }
+    }
+
+    #[test]
+    fn exception_sampling_interval() {
+        let var = "DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL";
+        assert_eq!(load_ok(&[]).exception_sampling_interval, 100);
+        assert_eq!(load_ok(&[(var, "1")]).exception_sampling_interval, 1);
+        for bad in ["0", "-3", "1.5", "lots"] {
+            assert_one_warning(var, bad, "using the default 100");
         }
     }
 

@@ -40,6 +40,8 @@ pub static EXECVP: NextSymbol = NextSymbol::new(b"execvp\0");
 pub static EXECVPE: NextSymbol = NextSymbol::new(b"execvpe\0");
 pub static FEXECVE: NextSymbol = NextSymbol::new(b"fexecve\0");
 pub static EXECVEAT: NextSymbol = NextSymbol::new(b"execveat\0");
+/// libstdc++'s (or libc++abi's) `__cxa_throw`, which the exception hook forwards to.
+pub static CXA_THROW: NextSymbol = NextSymbol::new(b"__cxa_throw\0");
 
 /// Looks the next exec functions up ahead of time (at start-up, on the main thread): a
 /// vfork child calling one of them must not be the first to run `dlsym`, which allocates

@@ -45,6 +45,7 @@ pub fn start() {
     start_signal_sampling(&config);
     crate::sample::alloc::configure(config.heap_sample_size, config.memory_enabled, config.heap_enabled);
     crate::sample::lock::configure(config.lock_enabled, config.lock_sample_interval_ns, config.lock_hold_sample_every);
+    crate::sample::exception::configure(config.exception_enabled, config.exception_sampling_interval);
     exporter::start(config.clone());
     crate::status::set_active();
     crate::termination::install(on_process_exit);
@@ -198,6 +199,7 @@ fn end_profile(exec: bool) {
     wall::stop_and_account();
     crate::sample::alloc::stop();
     crate::sample::lock::stop();
+    crate::sample::exception::stop();
     if export_here {
         // A forked child whose exporter never started: export right here rather than start
         // a thread only to wait for it.

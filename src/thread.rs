@@ -26,6 +26,8 @@ pub struct ThreadState {
     /// from its very first instruction (before Rust's thread start allocates).
     pub spawning_internal: Cell<bool>,
     pub alloc_started: Cell<bool>,
+    /// Throws left until this thread's next exception sample; 0 until first drawn.
+    pub exception_countdown: Cell<i64>,
     /// xorshift state for this thread's sampling draws; 0 until seeded.
     pub rng: Cell<u64>,
     /// Read by the wall sampler thread: how many wall stacks this thread captured, and its

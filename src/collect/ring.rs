@@ -37,6 +37,9 @@ pub enum Kind {
     /// A lock created by Python code: frames are its Python creation stack (native_len 0),
     /// extra: [lock address, 0]
     LockInit = 7,
+    /// An exception thrown: values: [weight (1 in N throws sampled: N), 0], extra: [address of
+    /// the thrown type's mangled name (C++ `type_info::name()`), 0]
+    Exception = 8,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             5 => Kind::Lock,
             6 => Kind::ThreadName,
             7 => Kind::LockInit,
+            8 => Kind::Exception,
             _ => return None,
         })
     }

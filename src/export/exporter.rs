@@ -461,5 +461,8 @@ fn enabled_columns(config: &Config) -> Vec<usize> {
     if config.lock_enabled {
         columns.extend([aggregate::LOCK_ACQUIRE, aggregate::LOCK_ACQUIRE_WAIT, aggregate::LOCK_RELEASE, aggregate::LOCK_RELEASE_HOLD]);
     }
+    if config.exception_enabled {
+        columns.push(aggregate::EXCEPTION_SAMPLES);
+    }
     columns
 }

@@ -12,7 +12,7 @@ use crate::collect::ring::{Header, Kind};
 
 /// Every sample type this profiler can produce, in the column order used internally.
 /// Names and units are the ones Datadog's profilers use (DESIGN.md §1).
-pub const SAMPLE_TYPES: [(&str, &str); 12] = [
+pub const SAMPLE_TYPES: [(&str, &str); 13] = [
     ("cpu-samples", "count"),
     ("cpu-time", "nanoseconds"),
     ("wall-samples", "count"),
@@ -25,6 +25,7 @@ pub const SAMPLE_TYPES: [(&str, &str); 12] = [
     ("lock-acquire-wait", "nanoseconds"),
     ("lock-release", "count"),
     ("lock-release-hold", "nanoseconds"),
+    ("exception-samples", "count"),
 ];
 
 pub const CPU_SAMPLES: usize = 0;
@@ -39,6 +40,7 @@ pub const LOCK_ACQUIRE: usize = 8;
 pub const LOCK_ACQUIRE_WAIT: usize = 9;
 pub const LOCK_RELEASE: usize = 10;
 pub const LOCK_RELEASE_HOLD: usize = 11;
+pub const EXCEPTION_SAMPLES: usize = 12;
 
 /// Totals per sample type. Floating point because sampled allocations carry fractional
 /// weights (1/p); rounding each one would bias the estimate. Rounded once, when encoded.
@@ -145,6 +147,11 @@ impl Aggregator {
             // Produced by a later profile type; nothing records it yet.
             Kind::Lock => self.add_lock(header, frames),
             Kind::LockInit => self.add_lock_site(header.extra[0], frames),
+            Kind::Exception => {
+                let frames = self.without_own_frames(frames);
+                let key = SampleKey { frames: frames.into(), tid: header.tid, lock: 0, exception: header.extra[0] };
+                self.add_keyed(key, &[(EXCEPTION_SAMPLES, header.values[0] as f64)]);
+            }
         }
     }
 
@@ -165,7 +172,7 @@ impl Aggregator {
         let size = header.values[0] as u64;
         let (count, bytes) = heap::weights(size, crate::sample::alloc::mean_interval());
         self.add_values(header.tid, frames, &[(ALLOC_SAMPLES, count), (ALLOC_SPACE, bytes)]);
-        let key = SampleKey { frames: frames.into(), tid: header.tid, lock: 0 };
+        let key = SampleKey { frames: frames.into(), tid: header.tid, lock: 0, exception: 0 };
         self.heap_events.push(HeapEvent::Alloc { seq: header.values[1], addr: header.extra[0], key, size });
     }
 
@@ -228,7 +235,7 @@ impl Aggregator {
             every if every > 0 => [(LOCK_RELEASE, count * every as f64), (LOCK_RELEASE_HOLD, time * every as f64)],
             _ => [(LOCK_ACQUIRE, count), (LOCK_ACQUIRE_WAIT, time)],
         };
-        self.add_keyed(SampleKey { frames: frames.into(), tid: header.tid, lock: header.extra[0] }, &values);
+        self.add_keyed(SampleKey { frames: frames.into(), tid: header.tid, lock: header.extra[0], exception: 0 }, &values);
     }
 
     fn add_lock_site(&mut self, lock: u64, frames: &[u64]) {
@@ -242,7 +249,7 @@ impl Aggregator {
     }
 
     fn add_values(&mut self, tid: i32, frames: &[u64], values: &[(usize, f64)]) {
-        self.add_keyed(SampleKey { frames: frames.into(), tid, lock: 0 }, values);
+        self.add_keyed(SampleKey { frames: frames.into(), tid, lock: 0, exception: 0 }, values);
     }
 
     fn add_keyed(&mut self, key: SampleKey, values: &[(usize, f64)]) {
@@ -357,7 +364,7 @@ mod tests {
         agg.add(&cpu(2, 7), &[1, 2, 3]);
         let period = agg.take_period();
         assert_eq!(period.samples.len(), 2);
-        let key = SampleKey { frames: vec![1, 2, 3].into(), tid: 1, lock: 0 };
+        let key = SampleKey { frames: vec![1, 2, 3].into(), tid: 1, lock: 0, exception: 0 };
         assert_eq!(period.samples[&key][CPU_SAMPLES], 2.0);
         assert_eq!(period.samples[&key][CPU_TIME], 15.0);
         assert!(agg.take_period().samples.is_empty());
@@ -372,7 +379,7 @@ mod tests {
         agg.add(&cpu(3, 7), &[1, 2]);
         let period = agg.take_period();
         assert_eq!(period.samples.len(), 2, "the lock address is part of the key");
-        let v = period.samples[&SampleKey { frames: vec![1, 2].into(), tid: 3, lock: 0x1000 }];
+        let v = period.samples[&SampleKey { frames: vec![1, 2].into(), tid: 3, lock: 0x1000, exception: 0 }];
         let p = -(-1000.0 / crate::sample::lock::wait_interval() as f64).exp_m1();
         assert!((v[LOCK_ACQUIRE] * p - 1.0).abs() < 1e-9);
         assert!((v[LOCK_ACQUIRE_WAIT] * p - 1000.0).abs() < 1e-6);

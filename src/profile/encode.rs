@@ -88,6 +88,10 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
         if let Some(lock_name) = &lock_name {
             labels.push(LabelValue::Str { key: "lock name", value: lock_name });
         }
+        let exception_type = (key.exception != 0).then(|| super::exception_type::describe(key.exception));
+        if let Some(exception_type) = &exception_type {
+            labels.push(LabelValue::Str { key: "exception type", value: exception_type });
+        }
         builder.sample(&ids, &picked, &labels);
     }
     finish(builder, period, options)

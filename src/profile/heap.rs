@@ -126,7 +126,7 @@ mod tests {
     use super::*;
 
     fn key(tid: i32) -> SampleKey {
-        SampleKey { frames: vec![1].into(), tid, lock: 0 }
+        SampleKey { frames: vec![1].into(), tid, lock: 0, exception: 0 }
     }
 
     #[test]

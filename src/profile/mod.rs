@@ -10,6 +10,7 @@ pub mod elf_sections;
 pub mod plt;
 pub mod aggregate;
 pub mod encode;
+pub mod exception_type;
 pub mod heap;
 pub mod lock_name;
 pub mod python_frames;

@@ -8,4 +8,7 @@ pub struct SampleKey {
     pub tid: i32,
     /// Address of the lock of a lock sample (`lock name` label); 0 for other samples.
     pub lock: u64,
+    /// Address of the thrown type's mangled name of an exception sample (`exception type`
+    /// label); 0 for other samples.
+    pub exception: u64,
 }

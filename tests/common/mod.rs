@@ -395,6 +395,7 @@ impl Outcome {
             ("lock-acquire-wait", "nanoseconds"),
             ("lock-release", "count"),
             ("lock-release-hold", "nanoseconds"),
+            ("exception-samples", "count"),
         ];
         for f in &self.files {
             for (t, u) in sample_types(&f.profile) {

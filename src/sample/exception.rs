@@ -1,0 +1,73 @@
+//! Exception sampling (hot side, called from the `__cxa_throw` hook in `hooks/exception.rs`).
+//!
+//! Each throw is sampled independently with probability 1/N
+//! (`DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL`): each thread counts down throws, the gaps
+//! drawn from a geometric distribution of mean N, and a sampled throw weighs N, so
+//! `exception-samples` estimates the number of throws without bias. A sample is the throwing
+//! stack and the address of the thrown type's mangled name, which the cold side demangles.
+//! The fast path is one flag load and a TLS decrement: a throw itself costs microseconds.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::collect::ring::{Header, Kind};
+use crate::sample::stack;
+use crate::thread;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Mean throws between two samples (N).
+static INTERVAL: AtomicU64 = AtomicU64::new(100);
+
+pub fn configure(enabled: bool, interval: u64) {
+    INTERVAL.store(interval.max(1), Ordering::Relaxed);
+    ENABLED.store(enabled, Ordering::Release);
+}
+
+pub fn stop() {
+    ENABLED.store(false, Ordering::Release);
+}
+
+/// A throw of the type whose mangled name is at `type_name`.
+pub fn on_throw(type_name: *const libc::c_char) {
+    if !ENABLED.load(Ordering::Acquire) || thread::in_profiler() {
+        return;
+    }
+    let sampled = thread::with(|s| {
+        let mut left = s.exception_countdown.get();
+        if left <= 0 {
+            left = draw_gap();
+        }
+        left -= 1;
+        let sampled = left == 0;
+        s.exception_countdown.set(if sampled { draw_gap() } else { left });
+        sampled
+    });
+    if sampled {
+        record(type_name as u64);
+    }
+}
+
+/// Throws until the next sample: geometric with mean N (at least 1).
+fn draw_gap() -> i64 {
+    let n = INTERVAL.load(Ordering::Relaxed);
+    if n <= 1 {
+        return 1;
+    }
+    let ln_keep = (-1.0 / n as f64).ln_1p();
+    ((thread::uniform().ln() / ln_keep).ceil() as i64).max(1)
+}
+
+fn record(type_name: u64) {
+    let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    if let Some(slot) = crate::collect::claim_patiently() {
+        let captured = stack::capture_here(&slot);
+        let tid = thread::with(|s| s.tid.get());
+        let tid = if tid == 0 { thread::gettid() } else { tid };
+        let weight = INTERVAL.load(Ordering::Relaxed).min(i64::MAX as u64) as i64;
+        let header = Header { kind: Kind::Exception, tid, values: [weight, 0], extra: [type_name, 0], native_len: captured.native };
+        slot.commit(header, captured.total);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
