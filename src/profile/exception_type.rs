@@ -1,7 +1,9 @@
 //! Cold side: the `exception type` label of exception samples. The hot side recorded the
 //! address of the thrown type's mangled name (`std::type_info::name()`, static data of the
 //! object that defines the type); it is read here and demangled with cpp_demangle, as
-//! `typeinfo name for …` (`_ZTS` + the name) so that the demangler takes a bare type.
+//! `typeinfo name for …` (`_ZTS` + the name) so that the demangler takes a bare type. A
+//! Python exception's word is its type object, named under the GIL when it was sampled
+//! (`python_gil/exceptions.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +19,16 @@ thread_local! {
     static NAMES: RefCell<HashMap<u64, Rc<str>>> = RefCell::new(HashMap::new());
 }
 
-pub fn describe(name_address: u64) -> Rc<str> {
+pub fn describe(type_word: u64) -> Rc<str> {
+    use crate::python_gil::exceptions::{type_name, PYTHON_TYPE_TAG};
+    if type_word & PYTHON_TYPE_TAG != 0 {
+        let type_object = type_word & !PYTHON_TYPE_TAG;
+        return type_name(type_object).unwrap_or_else(|| format!("<Python type {type_object:#x}>")).into();
+    }
+    describe_cpp(type_word)
+}
+
+fn describe_cpp(name_address: u64) -> Rc<str> {
     NAMES.with(|names| {
         let mut names = names.borrow_mut();
         if let Some(name) = names.get(&name_address) {

@@ -23,6 +23,7 @@ use crate::python::memory;
 pub const INSTALL_ALLOCATOR: u8 = 1;
 pub const READ_THREAD_NAMES: u8 = 2;
 pub const REGISTER_EXIT_DRAIN: u8 = 4;
+pub const REGISTER_EXCEPTIONS: u8 = 8;
 
 /// Tasks asked for and not yet run.
 static REQUESTED: AtomicU8 = AtomicU8::new(0);
@@ -224,6 +225,9 @@ extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
         }
         if tasks & REGISTER_EXIT_DRAIN != 0 {
             super::exit_drain::register(&api);
+        }
+        if tasks & REGISTER_EXCEPTIONS != 0 {
+            super::exceptions::register(&api);
         }
     });
     // SAFETY: GIL held; clears what our calls may have raised, then restores what was there

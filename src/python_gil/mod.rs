@@ -7,6 +7,7 @@
 //! - `exit_drain`: an `atexit` callback that has the exporter drain before finalization.
 
 mod allocator;
+pub mod exceptions;
 mod exit_drain;
 mod gil_tasks;
 mod thread_names;
@@ -47,6 +48,9 @@ fn request_gil_tasks(t: &Target) {
     if exit_drain::wanted(api) {
         tasks |= gil_tasks::REGISTER_EXIT_DRAIN;
     }
+    if exceptions::wanted(t.version, api) {
+        tasks |= gil_tasks::REGISTER_EXCEPTIONS;
+    }
     if tasks != 0 {
         gil_tasks::request(t, api, tasks);
     }
@@ -74,4 +78,5 @@ pub fn forget_thread_names(gone: impl Fn(i32) -> bool) {
 pub fn after_fork_in_child() {
     gil_tasks::after_fork_in_child();
     thread_names::after_fork_in_child();
+    exceptions::after_fork_in_child();
 }

@@ -28,10 +28,18 @@ pub fn stop() {
 
 /// A throw of the type whose mangled name is at `type_name`.
 pub fn on_throw(type_name: *const libc::c_char) {
-    if !ENABLED.load(Ordering::Acquire) || thread::in_profiler() {
-        return;
+    if sampled() {
+        record(type_name as u64);
     }
-    let sampled = thread::with(|s| {
+}
+
+/// Counts one throw (or Python raise) on this thread; true when it is to be sampled (then
+/// the caller calls `record`).
+pub fn sampled() -> bool {
+    if !ENABLED.load(Ordering::Acquire) || thread::in_profiler() {
+        return false;
+    }
+    thread::with(|s| {
         let mut left = s.exception_countdown.get();
         if left <= 0 {
             left = draw_gap();
@@ -40,10 +48,11 @@ pub fn on_throw(type_name: *const libc::c_char) {
         let sampled = left == 0;
         s.exception_countdown.set(if sampled { draw_gap() } else { left });
         sampled
-    });
-    if sampled {
-        record(type_name as u64);
-    }
+    })
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Acquire)
 }
 
 /// Throws until the next sample: geometric with mean N (at least 1).
@@ -56,7 +65,9 @@ fn draw_gap() -> i64 {
     ((thread::uniform().ln() / ln_keep).ceil() as i64).max(1)
 }
 
-fn record(type_name: u64) {
+/// Records a sampled throw with the calling thread's stack; `type_word` is what the cold side
+/// names the type from (`profile/exception_type.rs`).
+pub fn record(type_word: u64) {
     let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
     // SAFETY: __errno_location returns this thread's errno slot.
     let errno = unsafe { *libc::__errno_location() };
@@ -65,7 +76,7 @@ fn record(type_name: u64) {
         let tid = thread::with(|s| s.tid.get());
         let tid = if tid == 0 { thread::gettid() } else { tid };
         let weight = INTERVAL.load(Ordering::Relaxed).min(i64::MAX as u64) as i64;
-        let header = Header { kind: Kind::Exception, tid, values: [weight, 0], extra: [type_name, 0], native_len: captured.native };
+        let header = Header { kind: Kind::Exception, tid, values: [weight, 0], extra: [type_word, 0], native_len: captured.native };
         slot.commit(header, captured.total);
     }
     // SAFETY: as above.

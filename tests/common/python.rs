@@ -100,6 +100,8 @@ pub struct Sample {
     pub thread: String,
     /// The `lock name` label ("" without one).
     pub lock_name: String,
+    /// The `exception type` label ("" without one).
+    pub exception_type: String,
 }
 
 impl Sample {
@@ -209,12 +211,19 @@ pub fn samples(out: &Outcome) -> Vec<Sample> {
                 .find(|l| s(l.key) == "lock name")
                 .map(|l| s(l.str))
                 .unwrap_or_default();
+            let exception_type = sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == "exception type")
+                .map(|l| s(l.str))
+                .unwrap_or_default();
             all.push(Sample {
                 stack,
                 values,
                 tid,
                 thread,
                 lock_name,
+                exception_type,
             });
         }
     }
