@@ -60,6 +60,7 @@ fn ends_eval_call(unit: &[u64; 2]) -> bool {
 /// The frames of the library itself stay at the leaf end; the cold side trims them.
 #[inline(never)]
 pub fn capture_here(slot: &SlotWriter) -> Captured {
+    unwind::wait_for_modules();
     capture_into(slot, current_registers())
 }
 

@@ -48,6 +48,26 @@ struct Snapshot {
 }
 
 static CURRENT: AtomicPtr<Snapshot> = AtomicPtr::new(std::ptr::null_mut());
+
+/// For hooks (never the signal handler): the module list is read by the exporter thread just
+/// after start-up; a hook sampling in the first instants of the process waits for it (a
+/// millisecond or so, at most `MODULES_WAIT`) rather than record a leaf-only stack.
+pub fn wait_for_modules() {
+    const MODULES_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+    static WAITED_ENOUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !CURRENT.load(Ordering::Acquire).is_null() || WAITED_ENOUGH.load(Ordering::Relaxed) {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while CURRENT.load(Ordering::Acquire).is_null() && crate::status::active() {
+        if start.elapsed() >= MODULES_WAIT {
+            // No exporter reading them (it could not start): never wait again.
+            return WAITED_ENOUGH.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
 static READERS: AtomicUsize = AtomicUsize::new(0);
 
 // ---------------------------------------------------------------- hot side
