@@ -112,7 +112,7 @@ fn view_context(symbols: &HashMap<u64, Arc<Symbolized>>) -> view::Context<'_> {
     let config = crate::status::config();
     let interpreter = crate::python::target()
         .filter(|t| !t.eval.is_empty())
-        .and_then(|t| crate::sample::modules::text_range_containing(t.eval.start));
+        .and_then(|t| crate::sample::modules::text_range_containing(t.eval.entry()));
     view::Context {
         python_view: interpreter.is_some() && config.is_none_or(|c| c.python_native == PythonNative::Python),
         interpreter,
