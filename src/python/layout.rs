@@ -50,7 +50,7 @@ pub struct Layout {
     pub tstate_thread_id: u32,
     /// 3.11+: the `_PyStackChunk` holding the newest `_PyInterpreterFrame`s.
     pub tstate_datastack_chunk: u32,
-    /// The running frame: `PyFrameObject *frame` before 3.11, `current_frame` on 3.13.
+    /// The running frame: `PyFrameObject *frame` before 3.11, `current_frame` on 3.13+.
     pub tstate_frame: u32,
     /// 3.11–3.12: the running frame is `tstate->cframe->current_frame`.
     pub tstate_cframe: u32,

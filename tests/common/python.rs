@@ -65,6 +65,19 @@ pub fn debian_root() -> Result<PathBuf, String> {
         match out.status.code() {
             Some(0) => {
                 let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+                // Built earlier (by root), but running it takes a mount namespace and chroot.
+                let probe = Command::new("unshare")
+                    .args(["--mount", "--propagation", "private", "--", "sh", "-c", r#"mount -t proc proc "$0/proc" && exec chroot "$0" /bin/true"#])
+                    .arg(&root)
+                    .output()
+                    .map_err(|e| format!("cannot run unshare: {e}"))?;
+                if !probe.status.success() {
+                    return Err(format!(
+                        "{} is ready but cannot be entered here (unshare, mount and chroot need root): {}",
+                        root.display(),
+                        String::from_utf8_lossy(&probe.stderr).trim()
+                    ));
+                }
                 copy_scripts_into(&root);
                 Ok(root)
             }
