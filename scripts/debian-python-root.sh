@@ -42,6 +42,18 @@ fi
 
 [ "$(id -u)" = 0 ] || skip "not root (debootstrap and chroot need root)"
 
+# One build at a time (parallel test binaries, make test): the others wait for it, then find
+# the root ready.
+mkdir -p "$(dirname "$dir")"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$dir.lock"
+    flock 9
+    if ready "$dir"; then
+        echo "$dir"
+        exit 0
+    fi
+fi
+
 # debootstrap from the host's own packages.
 if ! command -v debootstrap >/dev/null 2>&1; then
     command -v apt-get >/dev/null 2>&1 || skip "debootstrap is missing and there is no apt-get to install it"
@@ -112,7 +124,7 @@ for t in "$dir".tmp.*; do
 done
 
 echo "debian-python-root.sh: building Debian $suite root with CPython 3.14/3.15 from $mirror (1-2 minutes, log: $log)" >&2
-setsid debootstrap --variant=minbase --include="$packages" "$suite" "$tmp" "$mirror" >"$log" 2>&1 </dev/null &
+setsid debootstrap --variant=minbase --include="$packages" "$suite" "$tmp" "$mirror" >"$log" 2>&1 </dev/null 9>&- &
 child=$!
 status=0
 wait "$child" || status=$?

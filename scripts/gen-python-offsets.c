@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#if PY_VERSION_HEX < 0x03080000 || PY_VERSION_HEX >= 0x030E0000
-#error "only CPython 3.8 to 3.13 are described"
+#if PY_VERSION_HEX < 0x03080000 || PY_VERSION_HEX >= 0x03100000
+#error "only CPython 3.8 to 3.15 are described"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "free-threaded builds are not described"
 #endif
 
 #if PY_VERSION_HEX < 0x03090000
@@ -26,6 +29,9 @@
 #include "internal/pycore_runtime.h"
 #include "internal/pycore_frame.h"
 #include "internal/pycore_code.h"
+#endif
+#if PY_VERSION_HEX >= 0x030E0000
+#include "internal/pycore_stackref.h"
 #endif
 
 #define ABSENT "ABSENT"
@@ -130,7 +136,7 @@ int main(void) {
     absent("frame_is_entry");
     absent("frame_owner");
     absent("owned_by_generator");
-    absent("owned_by_cstack");
+    absent("entry_frame_owner");
 #if PY_VERSION_HEX >= 0x030A0000
     field("lasti_unit", sizeof(_Py_CODEUNIT)); /* f_lasti counts code units */
 #else
@@ -155,12 +161,24 @@ int main(void) {
 #endif
     field("frame_owner", offsetof(_PyInterpreterFrame, owner));
     field("owned_by_generator", FRAME_OWNED_BY_GENERATOR);
-#if PY_VERSION_HEX >= 0x030C0000
-    field("owned_by_cstack", FRAME_OWNED_BY_CSTACK);
+    /* 3.12+: the frame each _PyEval_EvalFrameDefault call keeps on the C stack below its
+     * first frame: FRAME_OWNED_BY_CSTACK on 3.12-3.13; from 3.14 the entry frame is
+     * FRAME_OWNED_BY_INTERPRETER (CSTACK, renumbered to 4, is no longer assigned in 3.14 and
+     * gone in 3.15), and CPython itself tests owner >= FRAME_OWNED_BY_INTERPRETER. */
+#if PY_VERSION_HEX >= 0x030E0000
+    field("entry_frame_owner", FRAME_OWNED_BY_INTERPRETER);
+#elif PY_VERSION_HEX >= 0x030C0000
+    field("entry_frame_owner", FRAME_OWNED_BY_CSTACK);
 #else
-    absent("owned_by_cstack");
+    absent("entry_frame_owner");
 #endif
     field("lasti_unit", sizeof(_Py_CODEUNIT));
+#endif
+    /* 3.14+: f_executable is a _PyStackRef, a pointer whose low bits are tags. */
+#if PY_VERSION_HEX >= 0x030E0000
+    field("frame_code_tag_bits", Py_TAG_BITS);
+#else
+    field("frame_code_tag_bits", 0);
 #endif
 
     /* Code objects. */
@@ -199,8 +217,9 @@ int main(void) {
     field("str_compact_mask", STATE_MASK(compact, 1));
     field("str_ascii_mask", STATE_MASK(ascii, 1));
 
-    /* 3.13+: pairs (where in _Py_DebugOffsets, what the headers say) that the reader compares
-     * with the _Py_DebugOffsets the running interpreter carries at the start of _PyRuntime. */
+    /* 3.13+: pairs (where in _Py_DebugOffsets, what the headers say). The reader takes these
+     * members from the _Py_DebugOffsets the running interpreter carries at the start of
+     * _PyRuntime, and requires them to agree with the headers' values. */
 #if PY_VERSION_HEX >= 0x030D0000
 #define CHECK(dbg, value) \
     printf("            DebugCheck { what: \"%s\", at: %ld, expect: %ld },\n", #dbg, \
@@ -208,30 +227,47 @@ int main(void) {
     field("debug_version_at", offsetof(_Py_DebugOffsets, version));
     field("debug_free_threaded_at", offsetof(_Py_DebugOffsets, free_threaded));
     printf("        debug_checks: &[\n");
+    /* Every member the reader takes from _Py_DebugOffsets, and the struct sizes that bound
+     * them (the reader checks them against each other when it meets a version it has no
+     * table for). */
+    CHECK(runtime_state.size, sizeof(_PyRuntimeState));
     CHECK(runtime_state.interpreters_head, offsetof(_PyRuntimeState, interpreters.head));
+    CHECK(interpreter_state.size, sizeof(PyInterpreterState));
     CHECK(interpreter_state.next, offsetof(PyInterpreterState, next));
     CHECK(interpreter_state.threads_head, offsetof(PyInterpreterState, threads.head));
+    CHECK(thread_state.size, sizeof(PyThreadState));
+    CHECK(thread_state.prev, offsetof(PyThreadState, prev));
     CHECK(thread_state.next, offsetof(PyThreadState, next));
     CHECK(thread_state.interp, offsetof(PyThreadState, interp));
     CHECK(thread_state.current_frame, offsetof(PyThreadState, current_frame));
     CHECK(thread_state.thread_id, offsetof(PyThreadState, thread_id));
     CHECK(thread_state.native_thread_id, offsetof(PyThreadState, native_thread_id));
+    CHECK(thread_state.datastack_chunk, offsetof(PyThreadState, datastack_chunk));
+    CHECK(interpreter_frame.size, sizeof(_PyInterpreterFrame));
     CHECK(interpreter_frame.previous, offsetof(_PyInterpreterFrame, previous));
     CHECK(interpreter_frame.executable, offsetof(_PyInterpreterFrame, f_executable));
     CHECK(interpreter_frame.instr_ptr, offsetof(_PyInterpreterFrame, instr_ptr));
+    CHECK(interpreter_frame.localsplus, offsetof(_PyInterpreterFrame, localsplus));
     CHECK(interpreter_frame.owner, offsetof(_PyInterpreterFrame, owner));
+    CHECK(code_object.size, sizeof(PyCodeObject));
     CHECK(code_object.filename, offsetof(PyCodeObject, co_filename));
     CHECK(code_object.name, offsetof(PyCodeObject, co_name));
     CHECK(code_object.qualname, offsetof(PyCodeObject, co_qualname));
     CHECK(code_object.linetable, offsetof(PyCodeObject, co_linetable));
     CHECK(code_object.firstlineno, offsetof(PyCodeObject, co_firstlineno));
     CHECK(code_object.co_code_adaptive, offsetof(PyCodeObject, co_code_adaptive));
+    CHECK(pyobject.size, sizeof(PyObject));
     CHECK(pyobject.ob_type, offsetof(PyObject, ob_type));
+    CHECK(bytes_object.size, sizeof(PyBytesObject));
     CHECK(bytes_object.ob_size, offsetof(PyVarObject, ob_size));
     CHECK(bytes_object.ob_sval, offsetof(PyBytesObject, ob_sval));
+    CHECK(unicode_object.size, sizeof(PyUnicodeObject));
     CHECK(unicode_object.length, offsetof(PyASCIIObject, length));
     CHECK(unicode_object.state, offsetof(PyASCIIObject, state));
     CHECK(unicode_object.asciiobject_size, sizeof(PyASCIIObject));
+#if PY_VERSION_HEX >= 0x030F0000
+    CHECK(unicode_object.compactunicodeobject_size, sizeof(PyCompactUnicodeObject));
+#endif
     printf("        ],\n");
 #else
     absent("debug_version_at");

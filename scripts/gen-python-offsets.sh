@@ -1,14 +1,17 @@
 #!/bin/sh
-# Regenerates src/python/layout_table.rs: the memory layouts of CPython 3.8–3.13 that the
+# Regenerates src/python/layout_table.rs: the memory layouts of CPython 3.8–3.15 that the
 # Python frame reader needs, taken with offsetof()/sizeof() from each version's own headers
 # (scripts/gen-python-offsets.c compiled with -DPy_BUILD_CORE against the internal headers).
 #
 #   scripts/gen-python-offsets.sh [include-dir …]
 #
-# Without arguments it uses every ~/.pyenv/versions/3.{8..13}.*/include/python3.X and the
-# system's /usr/include/python3.* (Debian's python3-dev). Two header sets of the same minor
-# version must give the same layout (the reader selects by minor version); the script fails
-# if they do not, so a patch-level change can never slip in unnoticed.
+# Without arguments it uses every ~/.pyenv/versions/3.{8..13}.*/include/python3.X, the
+# system's /usr/include/python3.* (Debian's python3-dev) and the 3.14/3.15 headers of the
+# Debian unstable root that scripts/debian-python-root.sh builds under target/ (built first
+# when missing and possible). Two header sets of the same minor version must give the same
+# layout (the reader selects by minor version); the script fails if they do not, so a
+# patch-level change can never slip in unnoticed. Every version must be found: a table that
+# silently lost a version would make the library refuse it.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,22 +22,34 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 if [ $# -eq 0 ]; then
-    for d in "$HOME"/.pyenv/versions/3.*/include/python3.* /usr/include/python3.*; do
+    debian_root=$("$here/debian-python-root.sh" 2>/dev/null) || debian_root=""
+    for d in "$HOME"/.pyenv/versions/3.*/include/python3.* /usr/include/python3.* \
+             "$debian_root"/usr/include/python3.14 "$debian_root"/usr/include/python3.15; do
         [ -f "$d/Python.h" ] || continue
         case "$d" in
-            */python3.8|*/python3.9|*/python3.10|*/python3.11|*/python3.12|*/python3.13) set -- "$@" "$d" ;;
+            */python3.8|*/python3.9|*/python3.1[0-5]) set -- "$@" "$d" ;;
+        esac
+    done
+    for minor in 8 9 10 11 12 13 14 15; do
+        case " $* " in
+            *"/python3.$minor "*) ;;
+            *) echo "gen-python-offsets.sh: no headers of CPython 3.$minor found (pass the include folders)" >&2; exit 1 ;;
         esac
     done
 fi
-[ $# -gt 0 ] || { echo "gen-python-offsets.sh: no CPython 3.8–3.13 headers found" >&2; exit 1; }
+[ $# -gt 0 ] || { echo "gen-python-offsets.sh: no CPython 3.8–3.15 headers found" >&2; exit 1; }
 
 n=0
 for inc in "$@"; do
     n=$((n + 1))
-    # Debian keeps pyconfig.h in a multiarch directory.
+    # Debian keeps pyconfig.h in a multiarch directory, <prefix>/include/x86_64-linux-gnu/
+    # python3.X, which its python3.X/pyconfig.h includes as <x86_64-linux-gnu/python3.X/…>:
+    # -idirafter finds it under the header set's own prefix (the host's, or a Debian root's)
+    # while the host's libc headers still come first.
     extra=""
     minor=$(basename "$inc")
-    [ -d "/usr/include/x86_64-linux-gnu/$minor" ] && extra="-I/usr/include/x86_64-linux-gnu/$minor"
+    prefix_include=$(dirname "$inc")
+    [ -d "$prefix_include/x86_64-linux-gnu/$minor" ] && extra="-idirafter $prefix_include"
     "$cc" -DPy_BUILD_CORE -I"$inc" $extra -o "$work/gen$n" "$here/gen-python-offsets.c"
     "$work/gen$n" > "$work/layout$n"
     sed -n 's/.*minor: \([0-9]*\),/\1/p' "$work/layout$n" > "$work/minor$n"

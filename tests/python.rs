@@ -1,10 +1,12 @@
 //! Python frames: profiles of Python programs name Python functions (qualified names on
 //! 3.11+), files and lines, spliced into the native stacks, for every CPython 3.8–3.13
-//! installed under ~/.pyenv and for Debian's /usr/bin/python3. A version that is not
-//! installed is skipped with a message.
+//! installed under ~/.pyenv, for Debian's /usr/bin/python3, and for CPython 3.14 and 3.15 of
+//! a Debian unstable root (built under target/ on first use, run with chroot). A version that
+//! is not installed, or a root that cannot be built here, is skipped with a message.
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::Command;
 
 use common::python::*;
@@ -288,10 +290,7 @@ fn frames_match_python(py: &Python, depth: usize, max_frames: &str) {
 /// instruction of ~700 code objects of the standard library.
 fn line_tables_match_cpython(py: &Python) {
     use ddprof::python::linetable;
-    let out = Command::new(&py.path)
-        .arg(script("line_tables.py"))
-        .output()
-        .unwrap();
+    let out = py.command().arg(script("line_tables.py")).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -364,12 +363,23 @@ int main(int argc, char **argv) {
     let Some(prefix) = py.path.parent().and_then(|p| p.parent()) else {
         return;
     };
-    let lib = prefix.join(format!("lib/libpython3.{}.so.1.0", py.minor));
-    if !lib.exists() {
-        eprintln!("skipped: {} is missing", lib.display());
+    // pyenv's prefix/lib, or Debian's multiarch folder (inside the root, for 3.14/3.15).
+    let name = format!("libpython3.{}.so.1.0", py.minor);
+    let lib = [prefix.join("lib").join(&name), prefix.join("lib/x86_64-linux-gnu").join(&name)]
+        .into_iter()
+        .find(|l| match &py.root {
+            Some(root) => root.join(l.strip_prefix("/").unwrap()).exists(),
+            None => l.exists(),
+        });
+    let Some(lib) = lib else {
+        eprintln!("skipped: no {name} under {}", prefix.display());
         return;
-    }
-    let dir = common::repo().join("target/test-programs");
+    };
+    // The program is built on the host (it needs only glibc); in a root, it is built there.
+    let dir = match &py.root {
+        Some(root) => root.join("tmp"),
+        None => common::repo().join("target/test-programs"),
+    };
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join(format!("py_embed_{}.c", std::process::id()));
     let exe = dir.join(format!("py_embed_3{}_{}", py.minor, std::process::id()));
@@ -387,7 +397,12 @@ int main(int argc, char **argv) {
         "{}",
         String::from_utf8_lossy(&cc.stderr)
     );
-    let mut run = common::run(&exe).arg(&lib).timeout(60);
+    let mut run = match &py.root {
+        Some(root) => common::run(Path::new("/").join(exe.strip_prefix(root).unwrap())).in_root(root),
+        None => common::run(&exe),
+    }
+    .arg(&lib)
+    .timeout(60);
     if let Some(l) = library_override() {
         run = run.env("LD_PRELOAD", &l.to_string_lossy());
     }
@@ -532,7 +547,9 @@ macro_rules! for_each_python {
             }
             #[test]
             fn a_libpython_loaded_later_with_dlopen_is_found() {
-                if matches!($which, Which::Pyenv(_)) {
+                // Debian's /usr/bin/python3 on the host comes without libpython3.X.so
+                // (libpython3.X-dev is not installed); the root has it for 3.14/3.15.
+                if !matches!($which, Which::Debian) {
                     with_python($which, embedded_with_dlopen);
                 }
             }
@@ -564,4 +581,6 @@ for_each_python! {
     cpython_3_12 => Which::Pyenv(12),
     cpython_3_13 => Which::Pyenv(13),
     debian_python3 => Which::Debian,
+    cpython_3_14 => Which::DebianRoot(14),
+    cpython_3_15 => Which::DebianRoot(15),
 }

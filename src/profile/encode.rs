@@ -56,7 +56,7 @@ fn finish(mut builder: ProfileBuilder, period: &Period, options: &EncodeOptions)
 pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut Symbolizer) -> Profile {
     let mut builder = new_builder(period, options);
     let symbols = symbolize(period, options.mappings, symbolizer);
-    let context = view_context(&symbols);
+    let context = view_context(&symbols, options.mappings);
     let mut locations = Locations { symbols: &symbols, mappings: options.mappings, ids: HashMap::new(), mapping_ids: HashMap::new() };
     for (key, values) in &period.samples {
         let shown = view::show(&key.frames, key.lock != 0, &context);
@@ -112,15 +112,23 @@ fn symbolize(period: &Period, mappings: &[Mapping], symbolizer: &mut Symbolizer)
 }
 
 /// How this process's stacks are shown (see view.rs).
-fn view_context(symbols: &HashMap<u64, Arc<Symbolized>>) -> view::Context<'_> {
+fn view_context<'a>(symbols: &'a HashMap<u64, Arc<Symbolized>>, mappings: &[Mapping]) -> view::Context<'a> {
     let config = crate::status::config();
     let interpreter = crate::python::target()
         .filter(|t| !t.eval.is_empty())
-        .and_then(|t| crate::sample::modules::text_range_containing(t.eval.start));
+        .and_then(|t| crate::sample::modules::text_range_containing(t.eval.entry()));
     view::Context {
         python_view: interpreter.is_some() && config.is_none_or(|c| c.python_native == PythonNative::Python),
         interpreter,
         own: super::aggregate::own_text(),
+        idle_code: mappings
+            .iter()
+            .filter(|m| {
+                let file = m.path.rsplit('/').next().unwrap_or("");
+                file.ends_with(".so") && view::IDLE_MODULES.iter().any(|p| file.starts_with(p))
+            })
+            .map(|m| m.text_avma.clone())
+            .collect(),
         max_frames: config.map_or(usize::MAX, |c| c.max_frames),
         symbols,
     }

@@ -162,7 +162,7 @@ fn python_frames(t: &Target, cold: &mut Cold, python: &[u64]) -> Vec<InCall> {
 /// Python frames of call n, and of earlier calls whose own native frame was cut from the
 /// capture. An evaluation frame whose call left no Python frame stays; Python frames left over
 /// (a native stack cut short) go at the root end.
-pub fn splice(eval: &std::ops::Range<u64>, native: &[u64], python: &[InCall]) -> Vec<u64> {
+pub fn splice(eval: &crate::python::eval_code::EvalCode, native: &[u64], python: &[InCall]) -> Vec<u64> {
     let mut out = Vec::with_capacity(native.len() + python.len());
     let mut call = 0;
     let mut next = 0;
@@ -170,7 +170,7 @@ pub fn splice(eval: &std::ops::Range<u64>, native: &[u64], python: &[InCall]) ->
         if let Some((_, calls)) = decode_native_marker(address) {
             out.push(address);
             call += calls;
-        } else if eval.contains(&address) {
+        } else if eval.contains(address) {
             let before = out.len();
             while next < python.len() && python[next].call <= call {
                 out.push(python[next].word);
@@ -229,14 +229,14 @@ mod tests {
 
     #[test]
     fn each_eval_frame_takes_its_call() {
-        let eval = 100..200;
+        let eval = (100..200).into();
         let native = [1, 150, 2, 160, 3];
         assert_eq!(splice(&eval, &native, &calls(&[(0, 10), (0, 11), (1, 12)])), vec![1, 10, 11, 2, 12, 3]);
     }
 
     #[test]
     fn missing_and_extra_calls() {
-        let eval = 100..200;
+        let eval = (100..200).into();
         // No frame for call 0: the native frame stays. Call 1 has no eval frame: root end.
         assert_eq!(splice(&eval, &[150, 2], &calls(&[(1, 7)])), vec![150, 2, 7]);
         // More eval frames than calls: the rest stay native.
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn calls_hidden_by_a_native_cut_keep_the_root_paired() {
-        let eval = 100..200;
+        let eval = (100..200).into();
         // Leaf eval (call 0), a cut that hid 3 eval frames (calls 1-3), then the root eval
         // frame: call 4, the outermost Python frame, must land on it.
         let native = [1, 150, native_marker(12, 3), 160, 5];

@@ -17,7 +17,8 @@
 //!    `[CPython]` frame.
 //! 3. **Lock waits that are not contention.** A wait whose innermost Python frame waits for
 //!    work or an event (`Condition.wait`, `Event.wait`, `Thread.join`, `queue.Queue.get`,
-//!    `SimpleQueue.get`, `Future.result`, …) is an idle thread, not a contended lock: it is
+//!    `SimpleQueue.get` — named, or code of the `_queue` module where it has no symbols —,
+//!    `Future.result`, …) is an idle thread, not a contended lock: it is
 //!    left out of `lock-acquire`/`lock-acquire-wait` (wall time shows where idle threads sit).
 //!    A lock sample taken inside `take_gil`/`drop_gil` is the GIL's.
 //! 4. **Depth.** A stack longer than `DD_PROFILING_MAX_FRAMES` keeps its innermost and
@@ -41,6 +42,9 @@ pub struct Context<'a> {
     pub interpreter: Option<Range<u64>>,
     /// libddprof's own executable code.
     pub own: Option<Range<u64>>,
+    /// Executable code of extension modules whose blocking calls all wait for work
+    /// (`IDLE_MODULES`).
+    pub idle_code: Vec<Range<u64>>,
     pub max_frames: usize,
     /// Native address → its symbols (innermost inlined function first).
     pub symbols: &'a HashMap<u64, Arc<Symbolized>>,
@@ -92,6 +96,12 @@ const IDLE_PYTHON: &[(&str, &str)] = &[
 
 /// Native functions (C implementations of the same waits) that mark an idle wait.
 const IDLE_NATIVE: &[&str] = &["_queue_SimpleQueue_get", "_queue_SimpleQueue_get_impl", "thread_PyThread_join_thread", "_PyEvent_Wait"];
+
+/// Extension modules (file name prefixes) whose only blocking call waits for work: CPython's
+/// `_queue` (`SimpleQueue.get`; `put` never blocks). A wait with their code on the stack is
+/// idle even where the module is stripped (Debian's builds), so `_queue_SimpleQueue_get` has
+/// no name.
+pub const IDLE_MODULES: &[&str] = &["_queue."];
 
 /// Native functions whose lock samples are the GIL's (often inlined: all inlined names are
 /// looked at).
@@ -284,7 +294,7 @@ fn is_idle_wait(frames: &[u64], ctx: &Context) -> bool {
     let mut python = frames.iter().copied().filter(|&w| is_python(w) && w & OMITTED_TAG == 0);
     let Some(innermost) = python.next() else { return false };
     let leafward = frames.iter().take_while(|&&w| w != innermost);
-    if leafward.clone().any(|&w| native_names(w, ctx).any(|name| IDLE_NATIVE.contains(&name))) {
+    if leafward.clone().any(|&w| native_names(w, ctx).any(|name| IDLE_NATIVE.contains(&name)) || ctx.idle_code.iter().any(|r| r.contains(&w))) {
         return true;
     }
     if !python_frame_is(innermost, IDLE_PYTHON) {
@@ -323,7 +333,7 @@ mod tests {
     }
 
     fn ctx<'a>(symbols: &'a HashMap<u64, Arc<Symbolized>>, python_view: bool, max_frames: usize) -> Context<'a> {
-        Context { python_view, interpreter: Some(0x1000..0x2000), own: Some(0x9000..0xa000), max_frames, symbols }
+        Context { python_view, interpreter: Some(0x1000..0x2000), own: Some(0x9000..0xa000), idle_code: vec![0xc000..0xc800], max_frames, symbols }
     }
 
     fn named(addr: u64, name: &str) -> (u64, Arc<Symbolized>) {
@@ -394,6 +404,7 @@ mod tests {
         let user = py("handler", "app.py");
         assert!(show(&[0x7100, wait, user], true, &c).idle_wait);
         assert!(show(&[0x7100, 0x6100, user], true, &c).idle_wait);
+        assert!(show(&[0x7100, 0xc100, user], true, &c).idle_wait, "stripped _queue module");
         assert!(!show(&[0x7100, user, wait], true, &c).idle_wait, "the innermost Python frame decides");
         let semaphore = py("Semaphore.acquire", "/usr/lib/python3.11/threading.py");
         assert!(!show(&[0x7100, wait, semaphore, user], true, &c).idle_wait, "a semaphore is contention");

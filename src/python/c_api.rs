@@ -4,7 +4,8 @@
 //! `Py_AddPendingCall` and `Py_IsInitialized`, which CPython documents as callable from any
 //! thread without the GIL, and `_Py_IsFinalizing`/`Py_IsFinalizing`, which only read a flag.
 //!
-//! Every function used here exists with the same signature in CPython 3.8 to 3.13.
+//! Every function used here exists with the same signature in CPython 3.8 to 3.15 (checked in
+//! the 3.14 and 3.15 headers: `PyErr_Fetch`/`PyErr_Restore` are deprecated, not removed).
 
 use std::ffi::CStr;
 
@@ -12,7 +13,7 @@ use libc::{c_char, c_int, c_long, c_void};
 
 pub type Object = *mut c_void;
 
-/// `PyMemAllocatorEx` (pymem.h): unchanged from 3.5 to 3.13.
+/// `PyMemAllocatorEx` (pymem.h): unchanged from 3.5 to 3.15.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct MemAllocator {
@@ -32,7 +33,7 @@ pub const DOMAIN_OBJ: c_int = 2;
 pub struct Api {
     pub add_pending_call: unsafe extern "C" fn(extern "C" fn(*mut c_void) -> c_int, *mut c_void) -> c_int,
     pub is_initialized: unsafe extern "C" fn() -> c_int,
-    /// `_Py_IsFinalizing` (3.8–3.12) or `Py_IsFinalizing` (3.13).
+    /// `_Py_IsFinalizing` (3.8–3.12) or `Py_IsFinalizing` (3.13+).
     pub is_finalizing: Option<unsafe extern "C" fn() -> c_int>,
     pub mem_get_allocator: unsafe extern "C" fn(c_int, *mut MemAllocator),
     pub mem_set_allocator: unsafe extern "C" fn(c_int, *mut MemAllocator),
@@ -60,7 +61,7 @@ pub struct Api {
     pub exit_hook: Option<ExitHookApi>,
 }
 
-/// `PyMethodDef` (methodobject.h): unchanged from 3.0 to 3.13.
+/// `PyMethodDef` (methodobject.h): unchanged from 3.0 to 3.15.
 #[repr(C)]
 pub struct MethodDef {
     pub name: *const c_char,
@@ -92,7 +93,7 @@ impl Api {
                     return None;
                 }
                 // SAFETY: the symbol is the C API function of that name in this interpreter,
-                // whose signature is the field's type (same in 3.8–3.13).
+                // whose signature is the field's type (same in 3.8–3.15).
                 unsafe { std::mem::transmute::<usize, _>(address as usize) }
             }};
         }
@@ -149,7 +150,7 @@ impl ExitHookApi {
             return None;
         }
         // SAFETY: each symbol is the C API function (or, for `_Py_NoneStruct`, the object) of
-        // that name in this interpreter, with the field's signature in 3.8–3.13.
+        // that name in this interpreter, with the field's signature in 3.8–3.15.
         unsafe {
             Some(ExitHookApi {
                 import_module: std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char) -> Object>(all[0] as usize),

@@ -1,6 +1,7 @@
 //! Finding the interpreter in this process (cold side): the CPython build's version, the
-//! address of `_PyRuntime`, the type objects used to validate what is read, and the address
-//! range of `_PyEval_EvalFrameDefault` used for merging.
+//! address of `_PyRuntime`, its layout (generated tables; `_Py_DebugOffsets` on 3.13+), the
+//! type objects used to validate what is read, and the code of `_PyEval_EvalFrameDefault`
+//! used for merging (`eval_code.rs`).
 //!
 //! Symbols are looked up with `dlsym(RTLD_DEFAULT)` first: that finds them in a `python`
 //! executable that exports its symbols (pyenv's, Debian's stripped `/usr/bin/python3`: the
@@ -11,6 +12,8 @@
 use std::ffi::{CStr, CString};
 use std::ops::Range;
 
+use super::debug_offsets;
+use super::eval_code::EvalCode;
 use super::layout::{Layout, ABSENT};
 use super::layout_table::LAYOUTS;
 use super::memory;
@@ -26,8 +29,9 @@ pub struct Target {
     pub code_type: u64,
     pub unicode_type: u64,
     pub bytes_type: u64,
-    /// `_PyEval_EvalFrameDefault` (empty when its size is unknown).
-    pub eval: Range<u64>,
+    /// The code of `_PyEval_EvalFrameDefault`: its symbol's range and the parts the compiler
+    /// moved out of it (empty when its size is unknown).
+    pub eval: EvalCode,
     /// The object the interpreter lives in (the executable or a libpython).
     pub origin: String,
     /// The C API functions used under the GIL (`gil_tasks.rs`); None when one is missing.
@@ -126,9 +130,15 @@ fn inspect(scope: &Scope) -> Found {
         ));
     };
     let (major, minor, micro) = version;
-    let Some(layout) = generated_layout(major, minor) else {
+    // A later minor version than the newest table is tried with its _Py_DebugOffsets, read
+    // with the newest table's structure (`settle_layout`).
+    let newest = newest_layout();
+    let Some(layout) = generated_layout(major, minor).or_else(|| {
+        (major == newest.major && minor > newest.minor && newest.runtime_debug_offsets != ABSENT).then_some(newest)
+    }) else {
         return Found::Unsupported(format!(
-            "CPython {major}.{minor}.{micro} ({origin}) is not supported; Python frames are read for 3.8 to 3.13"
+            "CPython {major}.{minor}.{micro} ({origin}) is not supported; Python frames are read for 3.8 to 3.{}",
+            newest.minor
         ));
     };
     let code_type = scope.symbol(c"PyCode_Type");
@@ -137,7 +147,7 @@ fn inspect(scope: &Scope) -> Found {
     if code_type == 0 || unicode_type == 0 || bytes_type == 0 {
         return Found::Unsupported(format!("CPython {major}.{minor}.{micro} ({origin}) does not export PyCode_Type/PyUnicode_Type/PyBytes_Type"));
     }
-    let eval = function_range(scope.symbol(c"_PyEval_EvalFrameDefault"));
+    let eval = EvalCode::find(function_range(scope.symbol(c"_PyEval_EvalFrameDefault")));
     Found::Target(Target {
         layout,
         version,
@@ -241,36 +251,28 @@ fn function_range(addr: u64) -> Range<u64> {
     addr..addr + size
 }
 
-/// 3.13+: the running interpreter describes its own layout in `_Py_DebugOffsets` at the start
-/// of `_PyRuntime`; it must agree with the headers the table was generated from.
-pub fn check_debug_offsets(t: &Target) -> Result<(), String> {
-    let l = t.layout;
-    if l.runtime_debug_offsets == ABSENT {
-        return Ok(());
+/// 3.13+: the layout is what the running interpreter's `_Py_DebugOffsets` says (see
+/// `debug_offsets.rs`): with a table for this version, every member read must agree with it;
+/// without one (a later minor version), the struct is read at the newest table's positions,
+/// must hold together, and the layout built from it replaces the newest table's. Returns how
+/// the layout was obtained, for the log. Cold side, after `memory::init`.
+pub fn settle_layout(t: &mut Target) -> Result<String, String> {
+    if t.layout.runtime_debug_offsets == ABSENT {
+        return Ok("the generated table".into());
     }
-    let base = t.runtime + l.runtime_debug_offsets as u64;
-    let mut cookie = [0u8; 8];
-    if !memory::read(base, &mut cookie) || &cookie != b"xdebugpy" {
-        return Err("_PyRuntime does not start with _Py_DebugOffsets".into());
+    let described = debug_offsets::read(t.runtime, t.version, t.layout)?;
+    if t.layout.minor == t.version.1 && t.layout.major == t.version.0 {
+        described.agrees_with_headers()?;
+        return Ok("its _Py_DebugOffsets, which agrees with the generated table".into());
     }
-    let version = memory::read_u64(base + l.debug_version_at as u64).unwrap_or(0);
-    let (major, minor, _) = t.version;
-    if (version >> 24) as u32 != major || ((version >> 16) & 0xff) as u32 != minor {
-        return Err(format!("_Py_DebugOffsets describes version {version:#x}"));
-    }
-    if memory::read_u64(base + l.debug_free_threaded_at as u64) != Some(0) {
-        return Err("this is a free-threaded build (not supported)".into());
-    }
-    for check in l.debug_checks {
-        let got = memory::read_u64(base + check.at as u64);
-        if got != Some(check.expect as u64) {
-            return Err(format!(
-                "_Py_DebugOffsets.{} is {got:?}, the headers say {}",
-                check.what, check.expect
-            ));
-        }
-    }
-    Ok(())
+    let newest = t.layout.minor;
+    described.holds_together().map_err(|why| {
+        format!(
+            "no table for this version, and its _Py_DebugOffsets does not have 3.{newest}'s structure ({why}); Python frames are read for 3.8 to 3.{newest}"
+        )
+    })?;
+    t.layout = Box::leak(Box::new(described.layout(t.layout, t.version)));
+    Ok(format!("its _Py_DebugOffsets alone (no table for this version; struct read as 3.{newest}'s)"))
 }
 
 /// What the live interpreter says about the layout.
@@ -334,12 +336,13 @@ pub fn check_live(t: &Target) -> Live {
             } else {
                 0
             };
-            let Some([code, previous]) =
+            let Some([executable, previous]) =
                 memory::read_fields(frame, [l.frame_code, l.frame_previous])
             else {
                 break;
             };
-            if owner_byte != l.owned_by_cstack || l.owned_by_cstack == ABSENT {
+            let code = executable & !(l.frame_code_tag_bits as u64);
+            if owner_byte < l.entry_frame_owner {
                 let ty = memory::read_u64(code + l.object_type as u64);
                 return if ty == Some(t.code_type) {
                     Live::Confirmed
@@ -362,6 +365,11 @@ pub fn check_live(t: &Target) -> Live {
 /// The layout generated from CPython `major.minor`'s headers, if this build has it.
 pub fn generated_layout(major: u32, minor: u32) -> Option<&'static Layout> {
     LAYOUTS.iter().find(|l| l.major == major && l.minor == minor)
+}
+
+/// The layout of the newest version this build has a table for.
+pub fn newest_layout() -> &'static Layout {
+    LAYOUTS.iter().max_by_key(|l| (l.major, l.minor)).expect("the table is not empty")
 }
 
 #[cfg(test)]

@@ -2,15 +2,18 @@
 //!
 //! The numbers are never typed by hand: `scripts/gen-python-offsets.sh` compiles
 //! `offsetof()`/`sizeof()` against each version's own headers (internal ones included, with
-//! `-DPy_BUILD_CORE`) and writes `layout_table.rs`. On 3.13+ the running interpreter's
-//! `_Py_DebugOffsets` is compared with the same headers at start-up (`discover.rs`).
+//! `-DPy_BUILD_CORE`) and writes `layout_table.rs`. On 3.13+ the running interpreter
+//! describes most of these offsets itself, in the `_Py_DebugOffsets` at the start of
+//! `_PyRuntime`: they are read from there and must agree with the table (`debug_offsets.rs`);
+//! a later minor version without a table is read from its `_Py_DebugOffsets` alone.
 
 /// Marks a field the version does not have.
 pub const ABSENT: u32 = u32::MAX;
 
-/// One `_Py_DebugOffsets` member (3.13+): where it sits in that struct, and the value the
-/// headers give for what it describes.
-#[derive(Debug)]
+/// One `_Py_DebugOffsets` member (3.13+): its name (`group.member`, as in CPython's
+/// `pycore_debug_offsets.h`), where it sits in that struct, and the value the headers give
+/// for what it describes.
+#[derive(Debug, Clone, Copy)]
 pub struct DebugCheck {
     pub what: &'static str,
     pub at: u32,
@@ -19,7 +22,7 @@ pub struct DebugCheck {
 
 /// Byte offsets (and a few sizes and constants) for one CPython minor version.
 /// See `scripts/gen-python-offsets.c` for what each field is taken from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Layout {
     pub major: u32,
     pub minor: u32,
@@ -47,7 +50,7 @@ pub struct Layout {
     pub tstate_thread_id: u32,
     /// 3.11+: the `_PyStackChunk` holding the newest `_PyInterpreterFrame`s.
     pub tstate_datastack_chunk: u32,
-    /// The running frame: `PyFrameObject *frame` before 3.11, `current_frame` on 3.13.
+    /// The running frame: `PyFrameObject *frame` before 3.11, `current_frame` on 3.13+.
     pub tstate_frame: u32,
     /// 3.11–3.12: the running frame is `tstate->cframe->current_frame`.
     pub tstate_cframe: u32,
@@ -66,8 +69,14 @@ pub struct Layout {
     /// 3.11+: `char owner`, and the values that matter.
     pub frame_owner: u32,
     pub owned_by_generator: u32,
-    pub owned_by_cstack: u32,
+    /// 3.12+: frames with an owner of this value or above are the entry frames each
+    /// `_PyEval_EvalFrameDefault` call keeps on the C stack below its first frame
+    /// (`FRAME_OWNED_BY_CSTACK` on 3.12–3.13, `FRAME_OWNED_BY_INTERPRETER` since 3.14, when
+    /// the enum was renumbered; 3.15's thread base frame has that owner too).
+    pub entry_frame_owner: u32,
     pub lasti_unit: u32,
+    /// 3.14+: `f_executable` is a `_PyStackRef`, whose low bits (these) are tags.
+    pub frame_code_tag_bits: u32,
 
     pub object_type: u32,
     pub code_size: u32,
@@ -129,14 +138,15 @@ mod tests {
 
     #[test]
     fn every_supported_version_has_a_consistent_layout() {
-        for minor in 8..=13 {
+        for minor in 8..=15 {
             let l =
                 generated_layout(3, minor).unwrap_or_else(|| panic!("no layout for 3.{minor}"));
             assert!(l.frame_previous < l.frame_size && l.frame_code < l.frame_size);
             assert_eq!(l.interpreter_frames(), minor >= 11);
             assert_eq!(l.tstate_cframe != ABSENT, minor == 11 || minor == 12);
             assert_eq!(l.frame_is_entry != ABSENT, minor == 11);
-            assert_eq!(l.owned_by_cstack != ABSENT, minor >= 12);
+            assert_eq!(l.entry_frame_owner != ABSENT, minor >= 12);
+            assert_eq!(l.frame_code_tag_bits != 0, minor >= 14);
             assert_eq!(l.code_qualname != ABSENT, minor >= 11);
             assert_eq!(l.debug_checks.is_empty(), minor < 13);
         }

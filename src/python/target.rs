@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use super::discover::{self, Found, Target};
 use super::memory;
 use crate::sample::modules::{self, LoadGeneration};
-use crate::{log_debug, log_warn};
+use crate::{log_debug, log_info, log_warn};
 
 /// The interpreter the hot side reads; null when there is none or reading was disabled.
 /// Targets are leaked, never freed: a signal handler may still be using an old one.
@@ -100,7 +100,7 @@ fn search(c: &mut Control) {
         return;
     }
     c.searched = Some(generation);
-    let t = match discover::find() {
+    let mut t = match discover::find() {
         Found::Nothing => return,
         Found::Unsupported(why) => return give_up(c, &why),
         Found::Target(t) => t,
@@ -110,19 +110,28 @@ fn search(c: &mut Control) {
         Ok(m) => m,
         Err(why) => return give_up(c, &format!("CPython {major}.{minor}.{micro}: {why}")),
     };
-    if let Err(why) = discover::check_debug_offsets(&t) {
-        return give_up(
-            c,
-            &format!("CPython {major}.{minor}.{micro} ({}): {why}", t.origin),
-        );
-    }
+    let source = match discover::settle_layout(&mut t) {
+        Ok(source) => source,
+        Err(why) => {
+            return give_up(
+                c,
+                &format!("CPython {major}.{minor}.{micro} ({}): {why}", t.origin),
+            )
+        }
+    };
     if t.eval.is_empty() {
         log_warn!("Python frames: _PyEval_EvalFrameDefault not found in {}; Python frames go at the root of native stacks", t.origin);
     }
-    log_debug!(
-        "Python frames: CPython {major}.{minor}.{micro} in {}, read with {method}",
-        t.origin
+    let message = format!(
+        "Python frames: CPython {major}.{minor}.{micro} in {}, layout from {source}, evaluation loop {}, read with {method}",
+        t.origin, t.eval
     );
+    if t.layout.minor == minor {
+        log_debug!("{message}");
+    } else {
+        // A version the build has no table for: worth saying at the default level once.
+        log_info!("{message}");
+    }
     TARGET.store(Box::into_raw(Box::new(t)), Ordering::Release);
 }
 

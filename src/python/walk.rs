@@ -9,7 +9,10 @@
 //!    `PYTHON_FRAME_TAG | code object address`, word 2 is
 //!    `PYTHON_FRAME_TAG | flags | instruction offset in bytes (i32)`.
 //!    `FLAG_ENTRY` marks the outermost frame run by one `_PyEval_EvalFrameDefault` call (every
-//!    frame before 3.11; `is_entry` on 3.11; the frame below a C-stack shim frame on 3.12+).
+//!    frame before 3.11; `is_entry` on 3.11; on 3.12+ the frame above the entry frame that
+//!    call keeps on the C stack, owned by `FRAME_OWNED_BY_CSTACK` on 3.12–3.13 and by
+//!    `FRAME_OWNED_BY_INTERPRETER` from 3.14). On 3.14+ `f_executable` is a tagged
+//!    `_PyStackRef`: its tag bits are cleared.
 //!
 //! Interpreter memory is read through `memory` (fault-proof system calls), batched so that a
 //! typical sample costs one system call:
@@ -92,7 +95,7 @@ thread_local! {
 
 /// What the thread state says about where the frames are.
 struct ThreadView {
-    /// `frame` (≤3.10), `cframe` (3.11–3.12) or `current_frame` (3.13).
+    /// `frame` (≤3.10), `cframe` (3.11–3.12) or `current_frame` (3.13+).
     frame_field: u64,
     /// 3.11+: `datastack_chunk`.
     chunk: u64,
@@ -593,11 +596,13 @@ fn walk_interpreter_frames(
         if !plausible_pointer(frame) || !reader.read(frame, &mut buf[..size]) {
             break;
         }
-        let code = u64_at(&buf, l.frame_code);
+        // 3.14+: f_executable is a _PyStackRef, its low bits tags.
+        let code = u64_at(&buf, l.frame_code) & !(l.frame_code_tag_bits as u64);
         let previous = u64_at(&buf, l.frame_previous);
         let owner = u8_at(&buf, l.frame_owner) as u32;
-        if owner == l.owned_by_cstack {
-            // 3.12+: the shim a _PyEval_EvalFrameDefault call puts below its first frame.
+        if owner >= l.entry_frame_owner {
+            // 3.12+: the entry frame a _PyEval_EvalFrameDefault call puts on the C stack below
+            // its first frame (and, on 3.15, the thread's base frame).
             if let Some(p) = pending.as_mut() {
                 p.1 |= FLAG_ENTRY;
             }

@@ -1,5 +1,5 @@
 //! Python's small allocations. CPython serves every request of up to 512 bytes
-//! (`SMALL_REQUEST_THRESHOLD`, 3.8–3.13) from its own pymalloc arenas, which the malloc hooks
+//! (`SMALL_REQUEST_THRESHOLD`, 3.8–3.15) from its own pymalloc arenas, which the malloc hooks
 //! never see: without this hook, a program's tuples, ints and small dicts would be missing
 //! from the allocation profile.
 //!
@@ -32,7 +32,7 @@ use crate::collect::live_heap;
 use crate::sample::alloc::{on_alloc, on_free, on_sample_point, reaches_sample_point};
 use crate::tls_counter::alloc_bytes_left as countdown;
 
-/// pymalloc's `SMALL_REQUEST_THRESHOLD` in CPython 3.8–3.13.
+/// pymalloc's `SMALL_REQUEST_THRESHOLD` in CPython 3.8–3.15.
 const SMALL_REQUEST: usize = 512;
 
 /// Set once the hooks are in place (kept by forked children, which inherit them).

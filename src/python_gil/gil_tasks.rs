@@ -123,7 +123,7 @@ fn queue_3_8(t: &Target, api: &Api) -> bool {
 fn wake_main_thread(t: &Target, api: &Api) {
     let offset = t.layout.interp_eval_breaker;
     if offset == ABSENT {
-        return; // 3.8 and 3.13 raise it for any caller
+        return; // 3.8 and 3.13+ raise it for any caller
     }
     let Some(flag) = main_interpreter(t).map(|interp| interp + offset as u64) else { return };
     let mut probe = [0u8; 4];
@@ -147,7 +147,7 @@ fn wake_main_thread(t: &Target, api: &Api) {
 /// `wake_main_thread`) until the main thread runs the call: if the main thread sat blocked in C
 /// (in `Thread.join()`, say), every other thread would take the interpreter's slow "handle
 /// pending" path at each check meanwhile. So a call is queued only while the main thread is
-/// seen running (its CPU clock advances over a millisecond). 3.13 keeps the flag per thread.
+/// seen running (its CPU clock advances over a millisecond). 3.13+ keep the flag per thread.
 fn main_thread_runs(t: &Target) -> bool {
     if t.version.1 >= 13 {
         return true;

@@ -1,6 +1,7 @@
 //! Python thread names. `threading.Thread(name="worker")` does not name the OS thread in
 //! CPython 3.8–3.13 (the kernel keeps calling every thread "python3.11"), yet that name is the
-//! one users know. A task under the GIL (`gil_tasks.rs`) reads `threading._active` — the
+//! one users know. 3.14 names the OS thread too, but the kernel keeps 15 bytes of it. A task
+//! under the GIL (`gil_tasks.rs`) reads `threading._active` — the
 //! running `Thread` objects — and keeps `native_id → name`; the exporter labels samples with
 //! it. The exporter asks for a fresh read when it sees a thread it has no Python name for.
 //!

@@ -48,7 +48,7 @@ pub fn capture_python_only(slot: &SlotWriter) -> usize {
 
 /// A native frame of `_PyEval_EvalFrameDefault` (one per evaluation-loop call).
 fn is_eval_frame(unit: &[u64; 1]) -> bool {
-    crate::python::target().is_some_and(|t| t.eval.contains(&unit[0]))
+    crate::python::target().is_some_and(|t| t.eval.contains(unit[0]))
 }
 
 /// A Python frame that is the outermost one of its evaluation-loop call.

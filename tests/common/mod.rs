@@ -132,6 +132,8 @@ pub struct Run {
     args: Vec<OsString>,
     env: Vec<(String, String)>,
     timeout: Duration,
+    /// Run inside this root (`in_root`).
+    root: Option<PathBuf>,
 }
 
 /// Prepares a run of `program` under the library, writing profiles to a fresh directory.
@@ -146,7 +148,44 @@ pub fn run(program: impl AsRef<Path>) -> Run {
         args: vec![],
         env,
         timeout: Duration::from_secs(60),
+        root: None,
     }
+}
+
+/// The shell step of a run inside a root: a private mount namespace (unshare) gets the root
+/// its own /proc, which the library reads (/proc/self/exe, thread names, blocked threads'
+/// registers) and which goes away with the process; then chroot, and the library and output
+/// directory given as paths inside the root.
+const IN_ROOT: &str = r#"root=$1 lib=$2 out=$3; shift 3
+mount -t proc proc "$root/proc" || exit 125
+exec chroot "$root" /usr/bin/env LD_PRELOAD="$lib" DD_PROFILING_OUTPUT_PPROF="$out" "$@""#;
+
+/// Copies `lib` into `root` once per test process (`/tmp/ddprof-it-lib-<pid>/`, written under
+/// a temporary name and renamed) and returns its path inside the root. Copies left by test
+/// processes that are gone are removed.
+fn library_in_root(root: &Path, lib: &Path) -> PathBuf {
+    static COPIED: std::sync::Mutex<Vec<(PathBuf, PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut copied = COPIED.lock().unwrap();
+    if let Some((_, _, inner)) = copied.iter().find(|(r, l, _)| r == root && l == lib) {
+        return inner.clone();
+    }
+    let tmp = root.join("tmp");
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if let Some(pid) = name.strip_prefix("ddprof-it-lib-").and_then(|p| p.parse::<u32>().ok()) {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let inner = PathBuf::from(format!("/tmp/ddprof-it-lib-{}/libddprof.so", std::process::id()));
+    let host = root.join(inner.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    let partial = host.with_extension("partial");
+    std::fs::copy(lib, &partial).unwrap_or_else(|e| panic!("cannot copy {} into {}: {e}", lib.display(), root.display()));
+    std::fs::rename(&partial, &host).unwrap();
+    copied.push((root.to_path_buf(), lib.to_path_buf(), inner.clone()));
+    inner
 }
 
 impl Run {
@@ -163,6 +202,12 @@ impl Run {
         self.timeout = Duration::from_secs(secs);
         self
     }
+    /// Runs the program (a path inside `root`) in `root` with chroot, the library copied into
+    /// it and the output directory under its /tmp (read back through the host's path).
+    pub fn in_root(mut self, root: &Path) -> Self {
+        self.root = Some(root.to_path_buf());
+        self
+    }
 
     /// Runs the program to its end (killing it and failing after the timeout), then decodes
     /// every file it left in the output directory.
@@ -174,14 +219,27 @@ impl Run {
             .unwrap()
             .to_string_lossy()
             .to_string();
-        let dir = std::env::temp_dir().join(format!(
-            "ddprof-it-{}-{}-{name}",
-            std::process::id(),
-            unique()
-        ));
+        let leaf = format!("ddprof-it-{}-{}-{name}", std::process::id(), unique());
+        let dir = match &self.root {
+            Some(root) => root.join("tmp").join(&leaf),
+            None => std::env::temp_dir().join(&leaf),
+        };
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new(&self.program);
+        let mut cmd = match &self.root {
+            None => Command::new(&self.program),
+            Some(root) => {
+                // The library a test asked for (LD_PRELOAD in its env) or the default one.
+                let lib = self.env.iter().find(|(k, _)| k == "LD_PRELOAD").map_or(lib.clone(), |(_, v)| PathBuf::from(v));
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c", IN_ROOT, "sh"])
+                    .arg(root)
+                    .arg(library_in_root(root, &lib))
+                    .arg(Path::new("/tmp").join(&leaf).join("prof"))
+                    .arg(&self.program);
+                cmd
+            }
+        };
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -195,6 +253,10 @@ impl Run {
             .env("DD_PROFILING_OUTPUT_PPROF", dir.join("prof"));
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if self.root.is_some() {
+            // Set inside the root (IN_ROOT); unshare, sh and chroot run without the library.
+            cmd.env_remove("LD_PRELOAD").env_remove("DD_PROFILING_OUTPUT_PPROF");
         }
         let started = Instant::now();
         let mut child = cmd

@@ -1,5 +1,6 @@
-//! Python test helpers: the pyenv and Debian interpreters, running a script under the
-//! library, and profiles decoded into samples with Python frames.
+//! Python test helpers: the pyenv and Debian interpreters (and CPython 3.14/3.15 in a Debian
+//! unstable root), running a script under the library, and profiles decoded into samples with
+//! Python frames.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,11 +15,100 @@ use super::Outcome;
 pub enum Which {
     Pyenv(u32),
     Debian,
+    /// `/usr/bin/python3.<minor>` of the Debian unstable root that
+    /// `scripts/debian-python-root.sh` builds under target/ (3.14 and 3.15, which pyenv here
+    /// does not have), run there with chroot.
+    DebianRoot(u32),
 }
 
 pub struct Python {
+    /// The interpreter; inside `root` when there is one.
     pub path: PathBuf,
     pub minor: u32,
+    /// The root the interpreter runs in (chroot), for `Which::DebianRoot`.
+    pub root: Option<PathBuf>,
+}
+
+impl Python {
+    /// The interpreter's file as the host sees it.
+    pub fn host_path(&self) -> PathBuf {
+        match &self.root {
+            Some(root) => root.join(self.path.strip_prefix("/").unwrap_or(&self.path)),
+            None => self.path.clone(),
+        }
+    }
+
+    /// A command running the interpreter without the library (inside its root, if any).
+    pub fn command(&self) -> Command {
+        match &self.root {
+            None => Command::new(&self.path),
+            Some(root) => {
+                let mut c = Command::new("chroot");
+                c.arg(root).arg(&self.path);
+                c
+            }
+        }
+    }
+}
+
+/// The Debian unstable root with CPython 3.14 and 3.15, built on first use (a minute, once:
+/// it is kept under target/; the script serializes concurrent builds), or why it cannot be had
+/// here (not root, no network: the script exits with status 3).
+pub fn debian_root() -> Result<PathBuf, String> {
+    static ROOT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let out = Command::new("sh")
+            .arg(super::repo().join("scripts/debian-python-root.sh"))
+            .output()
+            .map_err(|e| format!("cannot run scripts/debian-python-root.sh: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        match out.status.code() {
+            Some(0) => {
+                let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+                // Built earlier (by root), but running it takes a mount namespace and chroot.
+                let probe = Command::new("unshare")
+                    .args(["--mount", "--propagation", "private", "--", "sh", "-c", r#"mount -t proc proc "$0/proc" && exec chroot "$0" /bin/true"#])
+                    .arg(&root)
+                    .output()
+                    .map_err(|e| format!("cannot run unshare: {e}"))?;
+                if !probe.status.success() {
+                    return Err(format!(
+                        "{} is ready but cannot be entered here (unshare, mount and chroot need root): {}",
+                        root.display(),
+                        String::from_utf8_lossy(&probe.stderr).trim()
+                    ));
+                }
+                copy_scripts_into(&root);
+                Ok(root)
+            }
+            Some(3) => Err(stderr),
+            _ => panic!("scripts/debian-python-root.sh failed ({}):\n{stderr}", out.status),
+        }
+    })
+    .clone()
+}
+
+/// The test scripts, at the same absolute path inside `root` as on the host, so that the
+/// files named in profiles and printed by the scripts are the host's paths. Each file is
+/// written under a temporary name and renamed: another test binary may be reading it.
+fn copy_scripts_into(root: &std::path::Path) {
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let (src, dst) = (entry.path(), to.join(entry.file_name()));
+            if src.is_dir() {
+                if entry.file_name() != "__pycache__" {
+                    copy_dir(&src, &dst);
+                }
+            } else {
+                let partial = dst.with_extension(format!("partial{}", std::process::id()));
+                std::fs::copy(&src, &partial).unwrap();
+                std::fs::rename(&partial, &dst).unwrap();
+            }
+        }
+    }
+    let scripts = super::repo().join("tests/programs/py");
+    copy_dir(&scripts, &root.join(scripts.strip_prefix("/").unwrap()));
 }
 
 /// The newest ~/.pyenv/versions/3.<minor>.* interpreter, or Debian's python3.
@@ -37,7 +127,7 @@ pub fn find(which: Which) -> Option<Python> {
                 })
                 .collect();
             found.sort();
-            found.pop().map(|(_, path)| Python { path, minor })
+            found.pop().map(|(_, path)| Python { path, minor, root: None })
         }
         Which::Debian => {
             let path = PathBuf::from("/usr/bin/python3");
@@ -46,7 +136,12 @@ pub fn find(which: Which) -> Option<Python> {
                 .output()
                 .ok()?;
             let minor = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-            (8..=13).contains(&minor).then_some(Python { path, minor })
+            (8..=15).contains(&minor).then_some(Python { path, minor, root: None })
+        }
+        Which::DebianRoot(minor) => {
+            let root = debian_root().ok()?;
+            let path = PathBuf::from(format!("/usr/bin/python3.{minor}"));
+            root.join(path.strip_prefix("/").unwrap()).exists().then_some(Python { path, minor, root: Some(root) })
         }
     }
 }
@@ -73,6 +168,9 @@ pub fn run_python(py: &Python, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     }
     for (k, v) in env {
         run = run.env(k, v);
+    }
+    if let Some(root) = &py.root {
+        run = run.in_root(root);
     }
     run.timeout(120).go()
 }
@@ -252,6 +350,11 @@ pub fn expected_name(py: &Python, qualified: &str) -> String {
 
 /// Runs `test` with the interpreter, or says it is skipped when it is not installed.
 pub fn with_python(which: Which, test: impl FnOnce(&Python)) {
+    if let Which::DebianRoot(minor) = which {
+        if let Err(why) = debian_root() {
+            return eprintln!("skipped: CPython 3.{minor} (Debian unstable root) cannot be had here: {why}");
+        }
+    }
     match find(which) {
         Some(py) => test(&py),
         None => eprintln!("skipped: {which:?} is not installed"),
