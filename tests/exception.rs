@@ -86,5 +86,7 @@ for_each_python! {
     cpython_3_11 => Which::Pyenv(11),
     cpython_3_12 => Which::Pyenv(12),
     cpython_3_13 => Which::Pyenv(13),
+    cpython_3_14 => Which::DebianRoot(14),
+    cpython_3_15 => Which::DebianRoot(15),
     debian_python3 => Which::Debian,
 }

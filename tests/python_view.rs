@@ -109,7 +109,9 @@ fn python_locks(py: &Python) {
     for s in samples(&out) {
         let wait = s.value("lock-acquire-wait");
         *by_name.entry(s.lock_name.clone()).or_default() += wait;
-        if s.thread.starts_with("idle-") || s.thread == "MainThread" {
+        // (A wait with no Python frame yet is the interpreter's own thread start-up, taking
+        // the GIL or a start-up event, not a wait of the program's code.)
+        if (s.thread.starts_with("idle-") || s.thread == "MainThread") && s.python_leaf().is_some() {
             *idle.entry(format!("{} {}", s.thread, s.stack.iter().rev().find(|f| f.python).map_or("", |f| f.function.as_str()))).or_default() += wait;
         }
     }
