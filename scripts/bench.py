@@ -621,17 +621,26 @@ def bench_service():
 
     m = med["with"]
     ratio = m["rps"] / b["rps"]
+    # The workers are CPU-bound: their requests/s is the CPU they get over their CPU per
+    # request. On a shared machine the CPU they get moves with everything else running (from
+    # one run to the next, and not the same way for every configuration), so the goal is also
+    # checked at equal CPU: bare's CPU per request over libddprof's.
+    at_equal_cpu = b["cpu_us"] / m["cpu_us"]
     ahead = not has_dd or m["rps"] > d["rps"]
+    met = ratio >= 0.97 and at_equal_cpu >= 0.97 and ahead
+    why = "" if met or ratio < 0.97 or at_equal_cpu >= 0.97 else f" (at equal CPU {at_equal_cpu:.3f})"
     add_row("Flask service, gunicorn 2 workers × 4 threads, wrk mix of 4 routes, libddprof all profile types",
             "requests/s (higher is better)", b["rps"], m["rps"], ratio, f"{(ratio - 1) * 100:+.1f} %",
-            "ratio ≥ 0.97, ahead of ddtrace", yes_no(ratio >= 0.97 and ahead) + vs_dd(ahead))
+            "ratio ≥ 0.97 (measured and at equal CPU), ahead of ddtrace", yes_no(met) + why + vs_dd(ahead))
     ratio = m["p99_ms"] / b["p99_ms"]
     ahead = not has_dd or m["p99_ms"] < d["p99_ms"]
     add_row("  same, p99 latency", "ms (lower is better)", b["p99_ms"], m["p99_ms"], ratio,
             f"{m['p99_ms'] - b['p99_ms']:+.1f} ms", "ratio ≤ 1.05, ahead of ddtrace",
             yes_no(ratio <= 1.05 and ahead) + vs_dd(ahead))
     add_row("  same, the workers' CPU per request (user+sys, all their threads)", "µs (lower is better)", b["cpu_us"],
-            m["cpu_us"], None, f"{m['cpu_us'] - b['cpu_us']:+.0f} µs", "—", "—")
+            m["cpu_us"], None, f"{m['cpu_us'] - b['cpu_us']:+.0f} µs", "ratio ≤ 1/0.97 (= 1.031), ahead of ddtrace",
+            yes_no(at_equal_cpu >= 0.97 and (not has_dd or m["cpu_us"] < d["cpu_us"]))
+            + vs_dd(not has_dd or m["cpu_us"] < d["cpu_us"]))
     ahead = not has_dd or m["hwm_mib"] < d["hwm_mib"]
     add_row("  same, worker peak RSS (VmHWM, mean of the 2 workers)", "MiB (lower is better)", b["hwm_mib"],
             m["hwm_mib"], None, f"{m['hwm_mib'] - b['hwm_mib']:+.1f} MiB", "ahead of ddtrace",
@@ -659,6 +668,11 @@ def bench_service():
             f"{e['rss_mib'] - b['rss_mib']:+.1f} MiB", "≤ 8 MiB over bare", yes_no(e["rss_mib"] - b["rss_mib"] <= 8))
     add_row("  same, requests/s", "requests/s (higher is better)", b["rps"], e["rps"], None,
             f"{(e['rps'] / b['rps'] - 1) * 100:+.1f} %", "comparison", "—")
+    for v in variants:
+        notes.append(f"service rows, {v}, run by run: requests/s "
+                     + ", ".join(f"{x['rps']:.0f}" for x in samples[v]) + "; p99 ms "
+                     + ", ".join(f"{x['p99_ms']:.0f}" for x in samples[v]) + "; CPU µs/request "
+                     + ", ".join(f"{x['cpu_us']:.0f}" for x in samples[v]))
     if stuck_workers:
         by = {}
         for v, _, _ in stuck_workers:
