@@ -6,18 +6,27 @@ invocation, and reports the median of the runs of each variant. Numbers come onl
 made here. Profiles go to files under a temporary directory (DD_PROFILING_OUTPUT_PPROF); no Agent
 is needed. Run from the repository root (make bench does); the library must be built.
 
-Environment: BENCH_RUNS (runs per variant, default 5, minimum 5).
+The service rows run tests/programs/py/flask_service/app.py under gunicorn (Flask, gunicorn and
+ddtrace from PyPI in target/bench-venv) loaded by wrk (Debian's `wrk`, installed with apt-get
+when missing and run as root; else those rows are skipped with a note).
+
+Environment: BENCH_RUNS (runs per variant, default 5, minimum 5); BENCH_ONLY (comma-separated
+row groups to run, e.g. BENCH_ONLY=service,memory; groups: malloc mutex cpu python idle fork
+rss exporter service memory).
 """
 import os
 import platform
 import random
 import re
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "target", "release", "libddprof.so")
@@ -29,7 +38,17 @@ CPU_ROUNDS = 100000     # bench/cpu_bench work rounds (~1.5 s)
 # The 1 s CPU-bound row is judged against a 1 % goal, about this VM's run-to-run spread: it
 # gets more runs than the others (its median moved 1.001-1.010 over three 5-run tables).
 CPU_RUNS = max(RUNS, 11)
-C_PROGRAMS = ["malloc_bench", "mutex_bench", "cpu_bench", "idle_threads", "fork_bench", "trivial"]
+C_PROGRAMS = ["malloc_bench", "mutex_bench", "cpu_bench", "idle_threads", "fork_bench", "trivial", "mem_mix"]
+FLASK_DIR = os.path.join(ROOT, "tests", "programs", "py", "flask_service")
+WRK_SCRIPT = os.path.join(ROOT, "bench", "service_mix.lua")
+SERVICE_ROUNDS = 5      # interleaved rounds of the service configurations
+SERVICE_SECONDS = 10    # measured wrk run of each
+SERVICE_WARMUP = 2      # wrk run before it (sqlite connections made, code warm, stuck-worker check)
+WRK_CONNECTIONS = 16    # 2 workers x 4 threads, twice over: the workers are never short of work
+MEM_PERIOD = "0.5"      # DD_PROFILING_UPLOAD_PERIOD of the memory rows
+MEM_C_SECONDS = 11      # bench/mem_mix run: 22 export periods
+MEM_C_RUNS = 3
+ONLY = {g.strip() for g in os.environ.get("BENCH_ONLY", "").split(",") if g.strip()}
 
 TMP = tempfile.mkdtemp(prefix="ddprof-bench-")
 rows = []    # dicts: workload, metric, without, with, ratio, added, goal, met
@@ -361,7 +380,7 @@ def bench_fork():
 
 def bench_rss():
     prog = [os.path.join(BUILD, "trivial")]
-    med, _ = alternate(["without", "with"], lambda v: run(prog, env_for(v))[1].ru_maxrss / 1024.0)
+    med, _ = alternate(["without", "with"], lambda v: run_rss(prog, env_for(v))[0] / 1024.0)
     add_row("trivial program (200 ms sleep)", "max RSS, MiB", med["without"], med["with"], None,
             f"{med['with'] - med['without']:+.1f} MiB", "—", "—")
 
@@ -394,6 +413,354 @@ def bench_export():
             f"{durs[0]:.0f}, {durs[1]:.0f}")
 
 
+# ---------------------------------------------------------------- service and memory rows
+
+def find_wrk():
+    found = shutil.which("wrk")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    log("bench: apt-get install wrk (for the service rows) ...")
+    for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "wrk"]):
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env=dict(os.environ, DEBIAN_FRONTEND="noninteractive")).returncode == 0 and shutil.which("wrk"):
+            break
+    return shutil.which("wrk")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status_kib(pid, key):
+    """A VmRSS / VmHWM line of /proc/<pid>/status, in KiB (None when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def gunicorn_workers(master):
+    """The master's children that are gunicorn processes (its workers)."""
+    kids = []
+    try:
+        for task in os.listdir(f"/proc/{master}/task"):
+            with open(f"/proc/{master}/task/{task}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+    workers = []
+    for k in kids:
+        try:
+            with open(f"/proc/{k}/cmdline", "rb") as f:
+                if b"gunicorn" in f.read():
+                    workers.append(k)
+        except OSError:
+            pass
+    return sorted(workers)
+
+
+def wchans(pid):
+    out = []
+    try:
+        for t in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+            with open(f"/proc/{pid}/task/{t}/comm") as c, open(f"/proc/{pid}/task/{t}/wchan") as w:
+                out.append(f"{c.read().strip()}:{w.read().strip() or '-'}")
+    except OSError:
+        pass
+    return ",".join(out)
+
+
+def wrk(port, seconds):
+    out = subprocess.run(
+        [WRK, "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s", WRK_SCRIPT,
+         f"http://127.0.0.1:{port}"], env=base_env(), capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk exited with {out.returncode}: {out.stderr[-300:]}")
+    vals = {k: value_of(out.stdout, k) for k in ("requests", "duration_us", "p99_us", "errors")}
+    return {"rps": vals["requests"] / (vals["duration_us"] / 1e6), "p99_ms": vals["p99_us"] / 1e3,
+            "errors": vals["errors"], "requests": vals["requests"]}
+
+
+SERVICE_ALL_ON = {f"DD_PROFILING_{t}_ENABLED": "true" for t in ("CPU", "WALL", "MEMORY", "HEAP", "LOCK")}
+stuck_workers = []   # (variant, worker pid, its threads' wait channels)
+
+
+def service_env(variant):
+    if variant == "without":
+        return env_for("without")
+    if variant == "with":
+        return env_for("with", SERVICE_ALL_ON)
+    if variant == "with-mem":
+        return env_for("with", dict(SERVICE_ALL_ON, DD_PROFILING_UPLOAD_PERIOD=MEM_PERIOD))
+    if variant == "ddtrace":
+        env = env_for("ddtrace", {"DD_TRACE_ENABLED": "false",
+                                  # nothing listens there: uploads fail at once, tracing is off
+                                  "DD_TRACE_AGENT_URL": f"http://127.0.0.1:{free_port()}"})
+        env.pop("DD_PROFILING_OUTPUT_PPROF", None)
+        return env
+    raise ValueError(variant)
+
+
+def service_run(variant):
+    """One fresh gunicorn (2 workers x 4 gthread threads) under `variant`: a warm-up wrk run,
+    the measured one, the workers' RSS read, then SIGTERM. A start where a worker does no work
+    in the warm-up (stuck) is recorded and redone."""
+    py = os.path.join(VENV, "bin", "python")
+    for attempt in range(3):
+        port = free_port()
+        argv = [py, "-m", "gunicorn", "-w", "2", "--threads", "4", "-k", "gthread", "-b", f"127.0.0.1:{port}",
+                "--keep-alive", "0", "--chdir", FLASK_DIR, "--log-level", "warning", "app:app"]
+        if variant == "ddtrace":
+            argv = [os.path.join(VENV, "bin", "ddtrace-run")] + argv
+        log_path = os.path.join(TMP, f"gunicorn-{variant}.log")
+        with open(log_path, "wb") as logf:
+            server = subprocess.Popen(argv, env=service_env(variant), stdout=logf, stderr=logf,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/parse", timeout=2) as r:
+                        r.read()
+                    if len(gunicorn_workers(server.pid)) == 2:
+                        break
+                except OSError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    with open(log_path, encoding="utf-8", errors="replace") as f:
+                        raise RuntimeError(f"gunicorn ({variant}) did not start: {f.read()[-300:]}")
+                time.sleep(0.1)
+            workers = gunicorn_workers(server.pid)
+            before = {w: cpu_ticks(w) for w in workers}
+            wrk(port, SERVICE_WARMUP)
+            used = {w: cpu_ticks(w) - before[w] for w in workers}
+            idle = [w for w in workers if used[w] * 5 < max(used.values())]
+            if idle:
+                for w in idle:
+                    stuck_workers.append((variant, w, wchans(w)))
+                log(f"bench: {variant}: worker {idle} did no work in the warm-up ({wchans(idle[0])}); start redone")
+                continue
+            ticks = sum(cpu_ticks(w) for w in workers)
+            res = wrk(port, SERVICE_SECONDS)
+            # CPU time is less moved than requests/s by other work on the machine.
+            res["cpu_us"] = (sum(cpu_ticks(w) for w in workers) - ticks) / os.sysconf("SC_CLK_TCK") / res["requests"] * 1e6
+            hwm = [status_kib(w, "VmHWM") for w in workers]
+            rss = [status_kib(w, "VmRSS") for w in workers]
+            if None in hwm or None in rss:
+                raise RuntimeError(f"a gunicorn worker ({variant}) exited during the run")
+            res["hwm_mib"] = statistics.mean(hwm) / 1024
+            res["rss_mib"] = statistics.mean(rss) / 1024
+            return res
+        finally:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    server.wait(timeout=40)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait()
+    raise RuntimeError(f"{variant}: a gunicorn worker was stuck at start in 3 starts out of 3")
+
+
+WRK = None
+
+
+def bench_service():
+    """Items 1 and 2(a) of issue 19: the Flask service, bare / libddprof / ddtrace-run, plus
+    libddprof exporting every 0.5 s for the memory rows; interleaved rounds, rotated order."""
+    global WRK
+    WRK = find_wrk()
+    if not WRK:
+        notes.append("service rows: wrk not found and not installable here (apt-get install wrk, as root); rows skipped")
+        return
+    py = os.path.join(VENV, "bin", "python")
+    if subprocess.run([py, "-c", "import flask, gunicorn"], capture_output=True).returncode != 0:
+        raise RuntimeError("flask/gunicorn missing from target/bench-venv (pip install failed)")
+    variants = ["without", "with", "with-mem"]
+    if os.path.exists(os.path.join(VENV, "bin", "ddtrace-run")):
+        variants.insert(2, "ddtrace")
+    else:
+        notes.append("service rows: ddtrace-run missing from target/bench-venv; ddtrace rows skipped")
+    samples = {v: [] for v in variants}
+    for r in range(SERVICE_ROUNDS):
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        for v in order:
+            res = service_run(v)
+            samples[v].append(res)
+            log(f"bench: service round {r + 1} {v}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.1f} ms, "
+                f"worker HWM {res['hwm_mib']:.1f} MiB, RSS {res['rss_mib']:.1f} MiB, CPU/request {res['cpu_us']:.0f} µs, "
+                f"errors {res['errors']:.0f}")
+    med = {v: {k: statistics.median(s[k] for s in samples[v]) for k in ("rps", "p99_ms", "hwm_mib", "rss_mib", "cpu_us")}
+           for v in variants}
+    errors = {v: sum(s["errors"] for s in samples[v]) for v in variants}
+    for v, n in errors.items():
+        if n:
+            notes.append(f"service rows: {v}: {n:.0f} wrk errors over {SERVICE_ROUNDS} runs")
+    b = med["without"]
+    has_dd = "ddtrace" in med
+    d = med.get("ddtrace")
+
+    def vs_dd(better):
+        return "" if not has_dd else ("; ahead of ddtrace" if better else "; behind ddtrace")
+
+    m = med["with"]
+    ratio = m["rps"] / b["rps"]
+    # The workers are CPU-bound: their requests/s is the CPU they get over their CPU per
+    # request. On a shared machine the CPU they get moves with everything else running (from
+    # one run to the next, and not the same way for every configuration), so the goal is also
+    # checked at equal CPU: bare's CPU per request over libddprof's.
+    at_equal_cpu = b["cpu_us"] / m["cpu_us"]
+    ahead = not has_dd or m["rps"] > d["rps"]
+    met = ratio >= 0.97 and at_equal_cpu >= 0.97 and ahead
+    why = "" if met or ratio < 0.97 or at_equal_cpu >= 0.97 else f" (at equal CPU {at_equal_cpu:.3f})"
+    add_row("Flask service, gunicorn 2 workers × 4 threads, wrk mix of 4 routes, libddprof all profile types",
+            "requests/s (higher is better)", b["rps"], m["rps"], ratio, f"{(ratio - 1) * 100:+.1f} %",
+            "ratio ≥ 0.97 (measured and at equal CPU), ahead of ddtrace", yes_no(met) + why + vs_dd(ahead))
+    ratio = m["p99_ms"] / b["p99_ms"]
+    ahead = not has_dd or m["p99_ms"] < d["p99_ms"]
+    add_row("  same, p99 latency", "ms (lower is better)", b["p99_ms"], m["p99_ms"], ratio,
+            f"{m['p99_ms'] - b['p99_ms']:+.1f} ms", "ratio ≤ 1.05, ahead of ddtrace",
+            yes_no(ratio <= 1.05 and ahead) + vs_dd(ahead))
+    add_row("  same, the workers' CPU per request (user+sys, all their threads)", "µs (lower is better)", b["cpu_us"],
+            m["cpu_us"], None, f"{m['cpu_us'] - b['cpu_us']:+.0f} µs", "ratio ≤ 1/0.97 (= 1.031), ahead of ddtrace",
+            yes_no(at_equal_cpu >= 0.97 and (not has_dd or m["cpu_us"] < d["cpu_us"]))
+            + vs_dd(not has_dd or m["cpu_us"] < d["cpu_us"]))
+    ahead = not has_dd or m["hwm_mib"] < d["hwm_mib"]
+    add_row("  same, worker peak RSS (VmHWM, mean of the 2 workers)", "MiB (lower is better)", b["hwm_mib"],
+            m["hwm_mib"], None, f"{m['hwm_mib'] - b['hwm_mib']:+.1f} MiB", "ahead of ddtrace",
+            yes_no(ahead) + vs_dd(ahead) if has_dd else "—")
+    if has_dd:
+        for key, metric, unit in (("rps", "requests/s (higher is better)", None),
+                                  ("p99_ms", "ms (lower is better)", "ms"),
+                                  ("cpu_us", "µs (lower is better)", "µs"),
+                                  ("hwm_mib", "MiB (lower is better)", "MiB")):
+            name = {"rps": "same service, ddtrace-run (DD_PROFILING_ENABLED=true, DD_TRACE_ENABLED=false)",
+                    "p99_ms": "  same, p99 latency",
+                    "cpu_us": "  same, the workers' CPU per request (user+sys, all their threads)",
+                    "hwm_mib": "  same, worker peak RSS (VmHWM, mean of the 2 workers)"}[key]
+            r = d[key] / b[key]
+            added = (f"{(r - 1) * 100:+.1f} %" if unit is None else
+                     f"{d[key] - b[key]:+.0f} {unit}" if unit == "µs" else f"{d[key] - b[key]:+.1f} {unit}")
+            add_row(name, metric, b[key], d[key], r, added, "comparison", "—")
+    # 2(a): memory of the Python service exporting every 0.5 s (>= 20 exports in each run).
+    e = med["with-mem"]
+    periods = int((SERVICE_WARMUP + SERVICE_SECONDS) / float(MEM_PERIOD))
+    add_row(f"Flask service, libddprof all profile types, exporting every {MEM_PERIOD} s (≥ {periods} exports a worker)",
+            "worker peak RSS (VmHWM), MiB", b["hwm_mib"], e["hwm_mib"], None,
+            f"{e['hwm_mib'] - b['hwm_mib']:+.1f} MiB", "≤ 8 MiB over bare", yes_no(e["hwm_mib"] - b["hwm_mib"] <= 8))
+    add_row("  same, steady (VmRSS at the end of the run)", "worker RSS, MiB", b["rss_mib"], e["rss_mib"], None,
+            f"{e['rss_mib'] - b['rss_mib']:+.1f} MiB", "≤ 8 MiB over bare", yes_no(e["rss_mib"] - b["rss_mib"] <= 8))
+    add_row("  same, requests/s", "requests/s (higher is better)", b["rps"], e["rps"], None,
+            f"{(e['rps'] / b['rps'] - 1) * 100:+.1f} %", "comparison", "—")
+    for v in variants:
+        notes.append(f"service rows, {v}, run by run: requests/s "
+                     + ", ".join(f"{x['rps']:.0f}" for x in samples[v]) + "; p99 ms "
+                     + ", ".join(f"{x['p99_ms']:.0f}" for x in samples[v]) + "; CPU µs/request "
+                     + ", ".join(f"{x['cpu_us']:.0f}" for x in samples[v]))
+    if stuck_workers:
+        by = {}
+        for v, _, _ in stuck_workers:
+            by[v] = by.get(v, 0) + 1
+        first = stuck_workers[0]
+        notes.append("service rows: gunicorn starts with a worker that did no work in the warm-up (redone): "
+                     + ", ".join(f"{v} {n}" for v, n in by.items())
+                     + f"; e.g. {first[0]} worker threads {first[2]}")
+
+
+def run_rss(argv, env, timeout=120):
+    """Run argv under bench/maxrss.c, reading the program's VmRSS every 0.1 s; returns (peak
+    RSS KiB: the program's ru_maxrss, last VmRSS read KiB). The launcher runs without the
+    library and hands LD_PRELOAD to the program only; a child of this (Python) process would
+    count the ~14 MiB of its fork in ru_maxrss."""
+    env = dict(env)
+    if "LD_PRELOAD" in env:
+        env["MAXRSS_LD_PRELOAD"] = env.pop("LD_PRELOAD")
+    err_path = os.path.join(TMP, "maxrss.txt")
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([os.path.join(BUILD, "maxrss")] + argv, env=env, stdout=subprocess.DEVNULL,
+                                stderr=err, stdin=subprocess.DEVNULL)
+    last = None
+    child = None
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if child is None:
+            try:
+                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                    child = int(f.read().split()[0])
+            except (OSError, IndexError, ValueError):
+                pass
+        if child is not None:
+            rss = status_kib(child, "VmRSS")
+            if rss:  # gone or a zombie: no VmRSS line
+                last = rss
+        if time.monotonic() > deadline:
+            proc.kill()
+        time.sleep(0.1)
+    with open(err_path, encoding="utf-8", errors="replace") as f:
+        stderr = f.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: {stderr[-300:]}")
+    return value_of(stderr, "maxrss_kib"), last
+
+
+def bench_memory_c():
+    """Item 2(b) of issue 19: a C program with every profile type, exporting every 0.5 s."""
+    prog = [os.path.join(BUILD, "mem_mix"), "4", str(MEM_C_SECONDS)]
+    variants = ["without", "with"]
+    stripped = os.path.join(TMP, "libddprof-nodebug.so")
+    if shutil.which("objcopy") and subprocess.run(["objcopy", "--strip-debug", LIB, stripped]).returncode == 0:
+        variants.append("stripped")
+    extra = {"DD_PROFILING_UPLOAD_PERIOD": MEM_PERIOD}
+
+    def measure(v):
+        if v == "stripped":
+            env = env_for("with", extra)
+            env["LD_PRELOAD"] = stripped
+        else:
+            env = env_for(v, extra if v == "with" else None)
+        peak, last = run_rss(prog, env)
+        if last is None:
+            raise RuntimeError("mem_mix's RSS could not be read while it ran")
+        return peak, last
+
+    samples = {v: [] for v in variants}
+    order = random.Random(4241)
+    for _ in range(MEM_C_RUNS):
+        for v in order.sample(variants, len(variants)):
+            samples[v].append(measure(v))
+    peak = {v: statistics.median(s[0] for s in samples[v]) / 1024 for v in variants}
+    steady = {v: statistics.median(s[1] for s in samples[v]) / 1024 for v in variants}
+    periods = int(MEM_C_SECONDS / float(MEM_PERIOD))
+    add_row(f"C program, every profile type (bench/mem_mix.c, 4 threads, {MEM_C_SECONDS} s), exporting every {MEM_PERIOD} s ({periods} exports)",
+            "peak RSS (its ru_maxrss), MiB", peak["without"], peak["with"], None,
+            f"{peak['with'] - peak['without']:+.1f} MiB", "≤ 3 MiB over bare", yes_no(peak["with"] - peak["without"] <= 3))
+    add_row("  same, steady (VmRSS at the end of the run)", "RSS, MiB", steady["without"], steady["with"], None,
+            f"{steady['with'] - steady['without']:+.1f} MiB", "≤ 3 MiB over bare",
+            yes_no(steady["with"] - steady["without"] <= 3))
+    if "stripped" in variants:
+        add_row("  same, peak, library with its debug info stripped (objcopy --strip-debug)", "peak RSS (its ru_maxrss), MiB",
+                peak["without"], peak["stripped"], None, f"{peak['stripped'] - peak['without']:+.1f} MiB", "comparison", "—")
+        add_row("  same, steady, library with its debug info stripped", "RSS, MiB",
+                steady["without"], steady["stripped"], None, f"{steady['stripped'] - steady['without']:+.1f} MiB",
+                "comparison", "—")
+
+
 # ---------------------------------------------------------------- main
 
 def machine():
@@ -421,6 +788,10 @@ def build():
         if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(d) for d in deps):
             continue
         subprocess.run([cc, "-O2", "-g", "-pthread", "-o", out, src], check=True)
+    launcher = os.path.join(BUILD, "maxrss")
+    launcher_src = os.path.join(ROOT, "bench", "maxrss.c")
+    if not os.path.exists(launcher) or os.path.getmtime(launcher) < os.path.getmtime(launcher_src):
+        subprocess.run([cc, "-O2", "-o", launcher, launcher_src], check=True)
     shim_src = os.path.join(ROOT, "bench", "interpose_shim.c")
     shim = os.path.join(BUILD, "interpose_shim.so")
     if not os.path.exists(shim) or os.path.getmtime(shim) < os.path.getmtime(shim_src):
@@ -428,17 +799,26 @@ def build():
 
 
 def ensure_venv():
-    """target/bench-venv with ddtrace when pip can install it; the Python rows use its python."""
+    """target/bench-venv with ddtrace, Flask and gunicorn when pip can install them; the Python
+    rows use its python, the service rows its gunicorn and ddtrace-run."""
     py = os.path.join(VENV, "bin", "python")
     if not os.path.exists(py):
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    if not os.path.exists(os.path.join(VENV, "bin", "ddtrace-run")):
-        log("bench: pip install ddtrace into target/bench-venv ...")
-        r = subprocess.run([py, "-m", "pip", "install", "-q", "ddtrace"],
+    missing = [pkg for pkg, path in (("ddtrace", "ddtrace-run"), ("flask", "flask"), ("gunicorn", "gunicorn"))
+               if not os.path.exists(os.path.join(VENV, "bin", path))]
+    if missing:
+        log(f"bench: pip install {' '.join(missing)} into target/bench-venv ...")
+        r = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + missing,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
             tail = r.stdout.strip().splitlines()[-1:] or ["?"]
-            notes.append(f"ddtrace: pip install ddtrace failed ({tail[0]}); ddtrace row skipped")
+            notes.append(f"pip install {' '.join(missing)} failed ({tail[0]}); the rows needing them are skipped")
+
+
+def pip_version(pkg):
+    r = subprocess.run([os.path.join(VENV, "bin", "python"), "-m", "pip", "show", pkg], capture_output=True, text=True)
+    m = re.search(r"^Version: (\S+)", r.stdout, re.M)
+    return m.group(1) if m else "missing"
 
 
 def main():
@@ -458,16 +838,25 @@ def main():
         f"python: {os.path.join('target', 'bench-venv', 'bin', 'python')} "
         f"({subprocess.run([os.path.join(VENV, 'bin', 'python'), '-VV'], capture_output=True, text=True).stdout.strip()})",
     ]
+    if not ONLY or "service" in ONLY:
+        header.append(
+            f"service: Flask {pip_version('flask')}, gunicorn {pip_version('gunicorn')} (2 workers x 4 gthread threads, "
+            f"--keep-alive 0), ddtrace {pip_version('ddtrace')}; wrk -t1 -c{WRK_CONNECTIONS} on the same machine, "
+            f"bench/service_mix.lua; {SERVICE_ROUNDS} rounds of every configuration in rotated order, a fresh "
+            f"gunicorn each run: {SERVICE_WARMUP} s warm-up, {SERVICE_SECONDS} s measured, then the workers' "
+            f"VmHWM/VmRSS; medians")
+    if not ONLY or "memory" in ONLY:
+        header.append(f"memory, C program: {MEM_C_RUNS} runs of each variant; RSS read every 0.1 s (steady = the "
+                      f"last read), peak = the program's ru_maxrss (bench/maxrss.c); medians")
     print("\n".join(header), flush=True)
 
-    guarded("malloc", bench_malloc)
-    guarded("mutex", bench_mutex)
-    guarded("cpu", bench_cpu)
-    guarded("python", bench_python)
-    guarded("idle threads", bench_idle)
-    guarded("fork", bench_fork)
-    guarded("rss", bench_rss)
-    guarded("exporter", bench_export)
+    for group, name, fn in (("malloc", "malloc", bench_malloc), ("mutex", "mutex", bench_mutex),
+                             ("cpu", "cpu", bench_cpu), ("python", "python", bench_python),
+                             ("idle", "idle threads", bench_idle), ("fork", "fork", bench_fork),
+                             ("rss", "rss", bench_rss), ("exporter", "exporter", bench_export),
+                             ("service", "service", bench_service), ("memory", "memory, C program", bench_memory_c)):
+        if not ONLY or group in ONLY:
+            guarded(name, fn)
 
     _, load_end = machine()
     print()
