@@ -267,6 +267,12 @@ unsafe extern "C" fn before_fork() {
     // glibc runs prepare handler, fork and parent/child handlers of one fork under its atfork
     // lock, so a single flag is enough even when several threads fork.
     SIGPROF_BLOCKED_BEFORE_FORK.store(was_blocked, Ordering::Relaxed);
+    // A fork while the exporter thread reads the module list at start-up (inside the loader's
+    // dl_iterate_phdr, under its lock) would leave the child a loader lock nobody releases:
+    // the fork waits for that first read (about a millisecond, bounded).
+    if active() {
+        unwind::wait_for_modules();
+    }
     crate::child_threads::before_fork();
     if active() {
         exporter::before_fork();

@@ -7,6 +7,14 @@ mod common;
 
 use common::python::*;
 
+/// The service test measures a CPU split on a 2-core machine: it runs alone (write lock),
+/// the other tests of this file together (read locks).
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn together() -> std::sync::RwLockReadGuard<'static, ()> {
+    ALONE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A native frame of the interpreter itself: libpython, or the python executable when it
 /// has the interpreter linked in (a build without --enable-shared: no libpython mapped).
 fn interpreter_frame(py: &Python, all: &[Sample], f: &Frame) -> bool {
@@ -151,10 +159,12 @@ macro_rules! for_each_python {
             use super::*;
             #[test]
             fn interpreter_frames_fold_into_the_python_functions() {
+                let _together = together();
                 with_python($which, python_view_split);
             }
             #[test]
             fn a_300_deep_recursion_keeps_its_root() {
+                let _together = together();
                 with_python($which, deep_recursion);
             }
             #[test]
@@ -162,11 +172,13 @@ macro_rules! for_each_python {
                 // Needs a symbol table: Debian's interpreters (the host's python3, the root's
                 // 3.14/3.15) are stripped to their dynamic symbols, where builtin_sum is not.
                 if matches!($which, Which::Pyenv(_)) {
-                    with_python($which, builtin_leaf);
+                    let _together = together();
+                with_python($which, builtin_leaf);
                 }
             }
             #[test]
             fn python_locks_are_named_and_idle_waits_left_out() {
+                let _together = together();
                 with_python($which, python_locks);
             }
         }
@@ -228,6 +240,7 @@ fn python_rows(all: &[Sample]) -> Vec<(String, f64)> {
 
 #[test]
 fn a_flask_service_shows_its_python_functions() {
+    let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
     let (_, full) = serve("all");
     let (out, view) = serve("python");
     let interpreter: std::collections::HashSet<String> =

@@ -220,9 +220,12 @@ impl Exporter {
 
     fn run(mut self, shared: &Shared) {
         RUNNING.store(true, Ordering::Release);
-        // The process's start-up work, done here rather than on the program's thread.
-        crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-        crate::python_gil::refresh();
+        // The process's start-up work, done here rather than on the program's thread (a
+        // forked child inherits both).
+        if !crate::sample::unwind::modules_known() {
+            crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+            crate::python_gil::refresh();
+        }
         let mut next_export = Instant::now() + self.config.upload_period;
         let mut next_refresh = Instant::now();
         let mut busy = false;

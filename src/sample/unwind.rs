@@ -49,6 +49,11 @@ struct Snapshot {
 
 static CURRENT: AtomicPtr<Snapshot> = AtomicPtr::new(std::ptr::null_mut());
 
+/// Whether a module list was published (at start-up it is read by the exporter thread).
+pub fn modules_known() -> bool {
+    !CURRENT.load(Ordering::Acquire).is_null()
+}
+
 /// For hooks (never the signal handler): the module list is read by the exporter thread just
 /// after start-up; a hook sampling in the first instants of the process waits for it (a
 /// millisecond or so, at most `MODULES_WAIT`) rather than record a leaf-only stack.
