@@ -499,6 +499,7 @@ def wrk(port, seconds):
 
 SERVICE_ALL_ON = {f"DD_PROFILING_{t}_ENABLED": "true" for t in ("CPU", "WALL", "MEMORY", "HEAP", "LOCK")}
 stuck_workers = []   # (variant, worker pid, its threads' wait channels)
+start_failures = []  # (variant, kept log, its last line)
 
 
 def service_env(variant):
@@ -534,18 +535,25 @@ def service_run(variant):
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.monotonic() + 60
-            while True:
+            ready = False
+            while not ready and server.poll() is None and time.monotonic() < deadline:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/parse", timeout=2) as r:
                         r.read()
-                    if len(gunicorn_workers(server.pid)) == 2:
-                        break
+                    ready = len(gunicorn_workers(server.pid)) == 2
                 except OSError:
                     pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    with open(log_path, encoding="utf-8", errors="replace") as f:
-                        raise RuntimeError(f"gunicorn ({variant}) did not start: {f.read()[-300:]}")
-                time.sleep(0.1)
+                if not ready:
+                    time.sleep(0.1)
+            if not ready:
+                # Kept for a look: target/bench/gunicorn-<variant>-failed-<n>.log
+                kept = os.path.join(BUILD, f"gunicorn-{variant}-failed-{len(start_failures) + 1}.log")
+                shutil.copy(log_path, kept)
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    last = [ln for ln in f.read().strip().splitlines() if ln.strip()][-1:] or ["(empty log)"]
+                start_failures.append((variant, os.path.relpath(kept, ROOT), last[0][-200:]))
+                log(f"bench: gunicorn ({variant}) did not start ({last[0][-200:]}); log kept in {kept}; start redone")
+                continue
             workers = gunicorn_workers(server.pid)
             before = {w: cpu_ticks(w) for w in workers}
             wrk(port, SERVICE_WARMUP)
@@ -575,7 +583,7 @@ def service_run(variant):
                 except subprocess.TimeoutExpired:
                     os.killpg(server.pid, signal.SIGKILL)
                     server.wait()
-    raise RuntimeError(f"{variant}: a gunicorn worker was stuck at start in 3 starts out of 3")
+    raise RuntimeError(f"{variant}: 3 starts out of 3 failed (a worker stuck, or gunicorn did not start)")
 
 
 WRK = None
@@ -673,6 +681,8 @@ def bench_service():
                      + ", ".join(f"{x['rps']:.0f}" for x in samples[v]) + "; p99 ms "
                      + ", ".join(f"{x['p99_ms']:.0f}" for x in samples[v]) + "; CPU µs/request "
                      + ", ".join(f"{x['cpu_us']:.0f}" for x in samples[v]))
+    for v, kept, last in start_failures:
+        notes.append(f"service rows: gunicorn ({v}) did not start once (redone): {last}; log in {kept}")
     if stuck_workers:
         by = {}
         for v, _, _ in stuck_workers:
