@@ -174,7 +174,7 @@ fn fragments(image: &Image, symbol: &Range<u64>) -> Vec<Range<u64>> {
     let Some(table) = FdeTable::new(image) else { return vec![] };
     let Some(code) = image.bytes(symbol.start, symbol.end - symbol.start) else { return vec![] };
     let mut found: Vec<Range<u64>> = Vec::new();
-    let mut rejected: Vec<u64> = Vec::new();
+    let mut rejected: std::collections::HashSet<u64> = Default::default();
     for target in jump_targets(code, symbol.start) {
         if symbol.contains(&target) || found.iter().any(|r| r.contains(&target)) {
             continue;
@@ -183,17 +183,20 @@ fn fragments(image: &Image, symbol: &Range<u64>) -> Vec<Range<u64>> {
         if rejected.contains(&fde.range.start) {
             continue;
         }
+        if fde.range.contains(&symbol.start) {
+            continue;
+        }
         let jumps_back = || {
             let len = (fde.range.end - fde.range.start).min(MAX_FRAGMENT);
             image.bytes(fde.range.start, len).is_some_and(|c| jump_targets(c, fde.range.start).any(|t| symbol.contains(&t)))
         };
-        if !fde.range.contains(&symbol.start) && fde.continues_a_frame && jumps_back() {
+        if fde.continues_a_frame && jumps_back() {
             found.push(fde.range);
             if found.len() == MAX_PARTS - 1 {
                 break;
             }
-        } else if rejected.len() < 4096 {
-            rejected.push(fde.range.start);
+        } else {
+            rejected.insert(fde.range.start);
         }
     }
     found
