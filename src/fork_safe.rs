@@ -50,3 +50,38 @@ pub fn forget_if_locked<T: Default>(state: &crate::yield_lock::Lock<T>) {
         forget_contents(state);
     }
 }
+
+/// The dynamic loader's own lock (taken by `dl_iterate_phdr`, `dlopen`, `dladdr`) is not
+/// reset in a forked child: a fork while one of the library's threads is inside the loader
+/// leaves the child a lock nobody will release, and its first `dlopen` (CPython importing an
+/// extension module) hangs for good. So the library's threads use the loader only inside
+/// `with_loader`, and the fork prepare handler waits until none is inside
+/// (`hold_loader_for_fork`), released again on both sides after the fork.
+static LOADER_IN_USE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn take_loader() {
+    use std::sync::atomic::Ordering;
+    while LOADER_IN_USE.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// Runs `f`, which calls into the dynamic loader, where no fork can happen. Not nested.
+pub fn with_loader<R>(f: impl FnOnce() -> R) -> R {
+    take_loader();
+    let result = f();
+    LOADER_IN_USE.store(false, std::sync::atomic::Ordering::Release);
+    result
+}
+
+/// In the fork prepare handler: waits until no library thread is inside the loader, and keeps
+/// them out until `release_loader_after_fork`.
+pub fn hold_loader_for_fork() {
+    take_loader();
+}
+
+/// In the parent and child fork handlers.
+pub fn release_loader_after_fork() {
+    LOADER_IN_USE.store(false, std::sync::atomic::Ordering::Release);
+}

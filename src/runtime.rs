@@ -272,6 +272,9 @@ unsafe extern "C" fn before_fork() {
     // the fork waits for that first read (about a millisecond, bounded).
     if active() {
         unwind::wait_for_modules();
+        // Last: from here to the fork the library's threads stay out of the loader.
+        crate::fork_safe::hold_loader_for_fork();
+        LOADER_HELD_FOR_FORK.store(true, Ordering::Relaxed);
     }
     crate::child_threads::before_fork();
     if active() {
@@ -283,7 +286,17 @@ unsafe extern "C" fn before_fork() {
 /// fork, on both sides (the program's signal mask is the program's business).
 static SIGPROF_BLOCKED_BEFORE_FORK: AtomicBool = AtomicBool::new(false);
 
+/// The prepare handler holds the loader for the fork (see `fork_safe::with_loader`).
+static LOADER_HELD_FOR_FORK: AtomicBool = AtomicBool::new(false);
+
+fn release_loader_after_fork() {
+    if LOADER_HELD_FOR_FORK.swap(false, Ordering::Relaxed) {
+        crate::fork_safe::release_loader_after_fork();
+    }
+}
+
 unsafe extern "C" fn after_fork_in_parent() {
+    release_loader_after_fork();
     restore_cpu_signal_after_fork();
 }
 
@@ -293,6 +306,7 @@ unsafe extern "C" fn after_fork_in_parent() {
 /// fork burst, when it turns out to live on (child_threads.rs), so it leaves profiles under
 /// its own pid.
 unsafe extern "C" fn after_fork_in_child() {
+    release_loader_after_fork();
     crate::own_heap::after_fork_in_child();
     if !active() {
         restore_cpu_signal_after_fork();

@@ -223,8 +223,10 @@ impl Exporter {
         // The process's start-up work, done here rather than on the program's thread (a
         // forked child inherits both).
         if !crate::sample::unwind::modules_known() {
-            crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-            crate::python_gil::refresh();
+            crate::fork_safe::with_loader(|| {
+                crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+                crate::python_gil::refresh();
+            });
         }
         let mut next_export = Instant::now() + self.config.upload_period;
         let mut next_refresh = Instant::now();
@@ -235,8 +237,10 @@ impl Exporter {
             let python_starting = crate::python_gil::starting();
             let final_requested = wait(shared, if busy || python_starting { BUSY_DRAIN_INTERVAL } else { DRAIN_INTERVAL });
             if final_requested || python_starting || Instant::now() >= next_refresh {
-                crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-                crate::python_gil::refresh();
+                crate::fork_safe::with_loader(|| {
+                    crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+                    crate::python_gil::refresh();
+                });
                 crate::profile::python_frames::check_health();
                 next_refresh = Instant::now() + DRAIN_INTERVAL;
             }

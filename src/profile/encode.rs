@@ -56,7 +56,8 @@ fn finish(mut builder: ProfileBuilder, period: &Period, options: &EncodeOptions)
 pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut Symbolizer) -> Profile {
     let mut builder = new_builder(period, options);
     let symbols = symbolize(period, options.mappings, symbolizer);
-    let context = view_context(&symbols, options.mappings);
+    // Finding the interpreter's code and naming locks ask the loader (fork_safe::with_loader).
+    let context = crate::fork_safe::with_loader(|| view_context(&symbols, options.mappings));
     let mut locations = Locations { symbols: &symbols, mappings: options.mappings, ids: HashMap::new(), mapping_ids: HashMap::new() };
     for (key, values) in &period.samples {
         let shown = view::show(&key.frames, key.lock != 0, &context);
@@ -82,7 +83,7 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
             _ if shown.gil => Some("GIL".into()),
             addr => Some(match period.lock_names.get(&addr) {
                 Some(name) => name.as_ref().into(),
-                None => super::lock_name::describe(addr),
+                None => crate::fork_safe::with_loader(|| super::lock_name::describe(addr)),
             }),
         };
         if let Some(lock_name) = &lock_name {
