@@ -90,8 +90,12 @@ pub fn register(api: &Api) {
     unsafe {
         let call = h.call_function_obj_args;
         let attr = |o: Object, name: &CStr| if o.is_null() { o } else { (api.object_get_attr_string)(o, name.as_ptr()) };
-        let sys = (h.import_module)(c"sys".as_ptr());
-        let monitoring = attr(sys, c"monitoring");
+        // Not imported (a pending call may run inside an import): sys.monitoring is an
+        // attribute of sys; a borrowed reference, taken as our own.
+        let monitoring = (api.sys_get_object)(c"monitoring".as_ptr());
+        if !monitoring.is_null() {
+            (h.inc_ref)(monitoring);
+        }
         let events = attr(monitoring, c"events");
         let raise = attr(events, c"RAISE");
         let (use_tool_id, register_callback, set_events) = (attr(monitoring, c"use_tool_id"), attr(monitoring, c"register_callback"), attr(monitoring, c"set_events"));
@@ -122,7 +126,7 @@ pub fn register(api: &Api) {
         if !registered {
             crate::log_debug!("Python: no free sys.monitoring tool id; no exception samples");
         }
-        for o in [label, function, set_events, register_callback, use_tool_id, raise, events, monitoring, sys] {
+        for o in [label, function, set_events, register_callback, use_tool_id, raise, events, monitoring] {
             if !o.is_null() {
                 (api.dec_ref)(o);
             }

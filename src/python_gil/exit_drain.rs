@@ -56,14 +56,25 @@ static DRAIN_METHOD: StaticMethodDef = StaticMethodDef(MethodDef {
 
 /// Cold side: whether the callback still needs registering (once per interpreter).
 pub fn wanted(api: &Api) -> bool {
-    api.exit_hook.is_some() && !REGISTERED.load(Ordering::Acquire)
+    // Asked for again until `atexit` is imported, for about 10 s of refreshes at most.
+    static ASKED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    api.exit_hook.is_some() && !REGISTERED.load(Ordering::Acquire) && ASKED.fetch_add(1, Ordering::Relaxed) < 100
 }
 
 /// Under the GIL (from `gil_tasks`): `atexit.register(ddprof_drain_before_finalization)`.
-/// Errors are left for `gil_tasks` to clear; it is tried once.
+/// Errors are left for `gil_tasks` to clear; it is tried once `atexit` is imported.
 pub fn register(api: &Api) {
     let Some(h) = api.exit_hook else { return };
-    if REGISTERED.swap(true, Ordering::AcqRel) {
+    // Never import from here: a pending call can run inside the main thread's own import,
+    // and a nested import on the same thread breaks importlib's bookkeeping (a KeyError in
+    // `_ModuleLock.acquire` before 3.12). `atexit` is taken from sys.modules once something
+    // imported it; until then this is tried again at later refreshes.
+    // SAFETY: GIL held; both calls return borrowed references or NULL.
+    let imported = unsafe {
+        let modules = (api.sys_get_object)(c"modules".as_ptr());
+        if modules.is_null() { std::ptr::null_mut() } else { (api.dict_get_item_string)(modules, c"atexit".as_ptr()) }
+    };
+    if imported.is_null() || REGISTERED.swap(true, Ordering::AcqRel) {
         return;
     }
     INC_REF.store(h.inc_ref as usize, Ordering::Release);
@@ -72,7 +83,9 @@ pub fn register(api: &Api) {
     // reference, released with Py_DecRef; NULL results are checked before use; the method
     // definition is static, as CPython requires.
     unsafe {
-        let atexit = (h.import_module)(c"atexit".as_ptr());
+        // A new reference, like the import this replaces (released below).
+        (h.inc_ref)(imported);
+        let atexit = imported;
         if atexit.is_null() {
             return crate::log_debug!("Python: cannot import atexit; samples of the last 100 ms before finalization may lose Python frames");
         }
