@@ -43,7 +43,7 @@ use common::python::*;
 /// 3.12 there are no Python exception samples (documented).
 fn python_raises(py: &Python) {
     let path = script("raises.py");
-    let out = run_python(py, &[path.to_str().unwrap()], &[("DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL", "10")]);
+    let out = run_python(py, &[path.to_str().unwrap()], &[("DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL", "10"), ("RAISES_WAIT_FOR_PROFILER", "1")]);
     out.assert_success();
     let all = samples(&out);
     let count = |ty: &str, function: Option<&str>| -> i64 {
