@@ -161,7 +161,9 @@ fn forwarding(address: u64, ctx: &Context) -> bool {
     let Some(name) = native_names(address, ctx).find(|n| !n.starts_with("core::") && !n.starts_with("std::") && !n.starts_with('<')) else {
         return true;
     };
-    !name.contains("::") || name.starts_with("ddprof::hooks::")
+    // Interposers: the C-ABI hooks, `hooks/`, and the Python allocator hooks installed with
+    // PyMem_SetAllocator (which forward to pymalloc).
+    !name.contains("::") || name.starts_with("ddprof::hooks::") || name.starts_with("ddprof::python_gil::allocator::")
 }
 
 /// Folds the interpreter's frames (see the module comment, rule 2).

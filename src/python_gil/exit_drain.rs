@@ -56,25 +56,44 @@ static DRAIN_METHOD: StaticMethodDef = StaticMethodDef(MethodDef {
 
 /// Cold side: whether the callback still needs registering (once per interpreter).
 pub fn wanted(api: &Api) -> bool {
-    // Asked for again until `atexit` is imported, for about 10 s of refreshes at most.
+    // Asked for again while an import was in progress, for about 10 s of refreshes at most.
     static ASKED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     api.exit_hook.is_some() && !REGISTERED.load(Ordering::Acquire) && ASKED.fetch_add(1, Ordering::Relaxed) < 100
 }
 
 /// Under the GIL (from `gil_tasks`): `atexit.register(ddprof_drain_before_finalization)`.
-/// Errors are left for `gil_tasks` to clear; it is tried once `atexit` is imported.
+/// Errors are left for `gil_tasks` to clear; it is tried once (nothing is registered when
+/// nothing imported `atexit` by then).
 pub fn register(api: &Api) {
     let Some(h) = api.exit_hook else { return };
-    // Never import from here: a pending call can run inside the main thread's own import,
-    // and a nested import on the same thread breaks importlib's bookkeeping (a KeyError in
-    // `_ModuleLock.acquire` before 3.12). `atexit` is taken from sys.modules once something
-    // imported it; until then this is tried again at later refreshes.
-    // SAFETY: GIL held; both calls return borrowed references or NULL.
+    // A pending call can run inside the main thread's own import: a nested import on the same
+    // thread then breaks importlib's bookkeeping (a KeyError in `_ModuleLock.acquire` before
+    // 3.12). So `atexit` is taken from sys.modules, or imported only while no thread is in
+    // importlib's `_ModuleLock.acquire` (its `_blocking_on` table is empty; from 3.12 a nested
+    // import is safe); otherwise this is tried again at a later refresh.
+    // SAFETY: GIL held; borrowed references from sys/dict lookups; the import and the items
+    // list are new references, released.
     let imported = unsafe {
         let modules = (api.sys_get_object)(c"modules".as_ptr());
-        if modules.is_null() { std::ptr::null_mut() } else { (api.dict_get_item_string)(modules, c"atexit".as_ptr()) }
+        let get = |name: &std::ffi::CStr| if modules.is_null() { std::ptr::null_mut() } else { (api.dict_get_item_string)(modules, name.as_ptr()) };
+        let atexit = get(c"atexit");
+        if !atexit.is_null() {
+            (h.inc_ref)(atexit);
+            atexit
+        } else if reentrant_imports() || no_import_in_progress(api, get(c"_frozen_importlib")) {
+            (h.import_module)(c"atexit".as_ptr())
+        } else {
+            std::ptr::null_mut()
+        }
     };
-    if imported.is_null() || REGISTERED.swap(true, Ordering::AcqRel) {
+    if imported.is_null() {
+        // SAFETY: GIL held.
+        unsafe { (api.err_clear)() };
+        return;
+    }
+    if REGISTERED.swap(true, Ordering::AcqRel) {
+        // SAFETY: GIL held; our reference.
+        unsafe { (api.dec_ref)(imported) };
         return;
     }
     INC_REF.store(h.inc_ref as usize, Ordering::Release);
@@ -83,8 +102,6 @@ pub fn register(api: &Api) {
     // reference, released with Py_DecRef; NULL results are checked before use; the method
     // definition is static, as CPython requires.
     unsafe {
-        // A new reference, like the import this replaces (released below).
-        (h.inc_ref)(imported);
         let atexit = imported;
         if atexit.is_null() {
             return crate::log_debug!("Python: cannot import atexit; samples of the last 100 ms before finalization may lose Python frames");
@@ -103,6 +120,37 @@ pub fn register(api: &Api) {
                 (api.dec_ref)(object);
             }
         }
+    }
+}
+
+/// From 3.12 importlib's module locks take a nested import on the same thread (its
+/// `_blocking_on` table holds a list per thread).
+fn reentrant_imports() -> bool {
+    crate::python::target().is_some_and(|t| (t.version.0, t.version.1) >= (3, 12))
+}
+
+/// Before 3.12: whether no thread is inside `_ModuleLock.acquire` (`_blocking_on`, a dict,
+/// is empty).
+///
+/// # Safety
+/// GIL held; `bootstrap` is `_frozen_importlib` (borrowed) or NULL.
+unsafe fn no_import_in_progress(api: &Api, bootstrap: Object) -> bool {
+    if bootstrap.is_null() {
+        return false;
+    }
+    // SAFETY: GIL held; new references released, NULLs checked.
+    unsafe {
+        let blocking = (api.object_get_attr_string)(bootstrap, c"_blocking_on".as_ptr());
+        if blocking.is_null() {
+            return false;
+        }
+        let items = (api.dict_items)(blocking);
+        let idle = !items.is_null() && (api.list_size)(items) == 0;
+        if !items.is_null() {
+            (api.dec_ref)(items);
+        }
+        (api.dec_ref)(blocking);
+        idle
     }
 }
 
