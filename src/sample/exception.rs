@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::collect::ring::{Header, Kind};
+use crate::collect::ring::Kind;
 use crate::sample::stack;
 use crate::thread;
 
@@ -68,17 +68,6 @@ fn draw_gap() -> i64 {
 /// Records a sampled throw with the calling thread's stack; `type_word` is what the cold side
 /// names the type from (`profile/exception_type.rs`).
 pub fn record(type_word: u64) {
-    let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
-    // SAFETY: __errno_location returns this thread's errno slot.
-    let errno = unsafe { *libc::__errno_location() };
-    if let Some(slot) = crate::collect::claim_patiently() {
-        let captured = stack::capture_here(&slot);
-        let tid = thread::with(|s| s.tid.get());
-        let tid = if tid == 0 { thread::gettid() } else { tid };
-        let weight = INTERVAL.load(Ordering::Relaxed).min(i64::MAX as u64) as i64;
-        let header = Header { kind: Kind::Exception, tid, values: [weight, 0], extra: [type_word, 0], native_len: captured.native };
-        slot.commit(header, captured.total);
-    }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    let weight = INTERVAL.load(Ordering::Relaxed).min(i64::MAX as u64) as i64;
+    stack::record_here(Kind::Exception, [weight, 0], type_word);
 }

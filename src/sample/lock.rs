@@ -302,27 +302,9 @@ fn take_hold(lock: usize) -> Option<u64> {
 /// extra[0] = the lock's address (the cold side derives p from ns and T). errno is kept as
 /// the program left it.
 fn record(lock: usize, ns: u64, every: u64) {
-    if !enabled() {
-        return;
+    if enabled() {
+        stack::record_here(Kind::Lock, [ns.min(i64::MAX as u64) as i64, every as i64], lock as u64);
     }
-    let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
-    // SAFETY: __errno_location returns this thread's errno slot.
-    let errno = unsafe { *libc::__errno_location() };
-    if let Some(slot) = crate::collect::claim_patiently() {
-        let captured = stack::capture_here(&slot);
-        let tid = thread::with(|s| s.tid.get());
-        let tid = if tid == 0 { thread::gettid() } else { tid };
-        let header = Header {
-            kind: Kind::Lock,
-            tid,
-            values: [ns.min(i64::MAX as u64) as i64, every as i64],
-            extra: [lock as u64, 0],
-            native_len: captured.native,
-        };
-        slot.commit(header, captured.total);
-    }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
 }
 
 /// A semaphore was initialised. In a Python process that is mostly a Python lock being

@@ -39,6 +39,25 @@ pub fn capture_into(slot: &SlotWriter, regs: Registers) -> Captured {
     Captured { total, native: n }
 }
 
+/// For hooks: records one sample of `kind` with the caller's stack (`values`, `extra[0]`),
+/// unless the thread is already inside the library; errno is kept as the program left it.
+pub fn record_here(kind: crate::collect::ring::Kind, values: [i64; 2], extra: u64) {
+    let Some(_inside) = thread::ReentrancyGuard::enter() else { return };
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    if let Some(slot) = crate::collect::claim_patiently() {
+        let captured = capture_here(&slot);
+        let tid = match thread::with(|s| s.tid.get()) {
+            0 => thread::gettid(),
+            tid => tid,
+        };
+        let header = crate::collect::ring::Header { kind, tid, values, extra: [extra, 0], native_len: captured.native };
+        slot.commit(header, captured.total);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
 /// Captures only this thread's Python frames (both ends kept); returns the words written.
 pub fn capture_python_only(slot: &SlotWriter) -> usize {
     let mut frames = BothEnds::<2>::new(slot, 0, slot.capacity(), ends_eval_call);
