@@ -13,7 +13,9 @@
 //! - it creates a thread of its own: ours start first (`start_now`, from the
 //!   `pthread_create` hook, an ordinary calling context);
 //! - it records an allocation or lock sample after living `MIN_AGE_NS`, or while the ring is
-//!   filling up (`start_if_due`, from `collect::claim_patiently`).
+//!   filling up (`start_if_due`, from `collect::claim_patiently`), or makes a Python lock at
+//!   a site not seen before (`collect::drain_soon`: module-level code, whose code object is
+//!   freed once its import ends, must be read at once to name the lock).
 //!
 //! Until then periodic exports wait, and so do wall samples: a deferred child that does
 //! nothing the hooks see (no sampled allocation, lock or thread), e.g. one that sleeps, has
@@ -103,12 +105,12 @@ pub fn deferred() -> bool {
 /// From the sample hooks: start the threads once the child has lived long enough, or at
 /// once when the ring is filling up and nobody would drain it. Cheap when nothing is deferred.
 #[inline]
-pub fn start_if_due(ring_filling: bool) {
+pub fn start_if_due(now: bool) {
     if !deferred() {
         return;
     }
     let forked_at = STATE.forked_at_ns.load(Ordering::Relaxed);
-    if ring_filling || crate::sample::wall::monotonic_ns().saturating_sub(forked_at) >= MIN_AGE_NS {
+    if now || crate::sample::wall::monotonic_ns().saturating_sub(forked_at) >= MIN_AGE_NS {
         start_now();
     }
 }

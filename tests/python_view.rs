@@ -210,10 +210,10 @@ fn venv() -> std::path::PathBuf {
     std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-fn serve(native: &str) -> (common::Outcome, Vec<Sample>) {
+fn serve(native: &str, seconds: &str) -> (common::Outcome, Vec<Sample>) {
     let python = Python { path: venv().join("bin/python"), minor: 11, root: None };
     let serve = script("flask_service/serve.py");
-    let out = run_python(&python, &[serve.to_str().unwrap(), "6"], &[("DD_PROFILING_LOCK_ENABLED", "true"), ("DD_PROFILING_PYTHON_NATIVE", native), ("DD_PROFILING_CPU_FREQUENCY", "250")]);
+    let out = run_python(&python, &[serve.to_str().unwrap(), seconds], &[("DD_PROFILING_LOCK_ENABLED", "true"), ("DD_PROFILING_PYTHON_NATIVE", native), ("DD_PROFILING_CPU_FREQUENCY", "250")]);
     out.assert_success();
     let errors: i64 = out.value("errors");
     assert!(errors == 0 && out.value::<i64>("requests") > 200, "the load failed:\n{}", out.describe());
@@ -241,8 +241,10 @@ fn python_rows(all: &[Sample]) -> Vec<(String, f64)> {
 #[test]
 fn a_flask_service_shows_its_python_functions() {
     let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
-    let (_, full) = serve("all");
-    let (out, view) = serve("python");
+    let (_, full) = serve("all", "6");
+    // Longer: the CPU split below is checked against the sampling error of its sample count
+    // (per-thread CPU timers fire at most at the kernel tick, 250 Hz here).
+    let (out, view) = serve("python", "12");
     let interpreter: std::collections::HashSet<String> =
         full.iter().flat_map(|s| s.stack.iter()).filter(|f| f.mapping.contains("libpython3")).map(|f| f.function.clone()).collect();
     assert!(interpreter.len() > 50, "the full view shows only {} interpreter functions", interpreter.len());
@@ -269,18 +271,42 @@ fn a_flask_service_shows_its_python_functions() {
     assert!(out.kv_lines().iter().filter(|l| l.contains_key("slow_hash")).count() == 2, "not both workers reported their CPU:\n{}", out.describe());
     let profiled: Vec<f64> = FUNCTIONS.iter().map(|f| python.iter().find(|r| r.0 == format!("{f} app.py")).map_or(0.0, |r| r.1)).collect();
     let (m_total, p_total): (f64, f64) = (measured.iter().sum(), profiled.iter().sum());
+    // Each share is an estimate from a finite number of samples: its standard error is
+    // sqrt(p(1-p)/n) over the n samples of the three functions (about 1.2 points for the
+    // ~1500 samples of a 12 s run). The profile must be within 4 points or 3.5 standard
+    // errors of the measured split, whichever is wider; a real misattribution (a function's
+    // time landing elsewhere) is far outside either.
+    let samples_of_three: i64 = view
+        .iter()
+        .filter(|s| s.python_leaf().is_some_and(|f| f.file.ends_with("app.py") && FUNCTIONS.contains(&f.function.as_str())))
+        .map(|s| s.value("cpu-samples"))
+        .sum();
+    assert!(samples_of_three > 500, "only {samples_of_three} CPU samples in the three functions");
     for (i, f) in FUNCTIONS.iter().enumerate() {
         let (seen, truth) = (profiled[i] / p_total, measured[i] / m_total);
-        eprintln!("{f}: {:.1}% of the three in the profile, {:.1}% measured", 100.0 * seen, 100.0 * truth);
+        let tolerance = (3.5 * (truth * (1.0 - truth) / samples_of_three as f64).sqrt()).max(0.04);
+        let line = format!("{f}: {:.1}% of the three in the profile, {:.1}% measured (tolerance {:.1} points, {samples_of_three} samples)", 100.0 * seen, 100.0 * truth, 100.0 * tolerance);
+        eprintln!("{line}");
         assert!(app.contains(&format!("{f} app.py").as_str()), "{f} is not among the top Python rows {app:?}");
-        assert!((seen - truth).abs() <= 0.04, "{f}: {:.1}% of the three in the profile, {:.1}% measured", 100.0 * seen, 100.0 * truth);
+        assert!((seen - truth).abs() <= tolerance, "{line}");
     }
     // cache_lock by its name; the pool threads waiting for requests add no lock wait.
     let wait_named = |name: &str| view.iter().filter(|s| s.lock_name == name).map(|s| s.value("lock-acquire-wait")).sum::<i64>();
     let source = std::fs::read_to_string(script("flask_service/app.py")).unwrap();
     let line = source.lines().position(|l| l.starts_with("cache_lock = ")).unwrap() + 1;
     let name = format!("app.py:{line} cache_lock");
-    assert!(wait_named(&name) > 0, "no wait under {name}");
+    // Every worker names it: the lock is made by module-level code in each worker's import of
+    // app.py, whose code object is freed once the import ends.
+    let in_update_cache: i64 = view
+        .iter()
+        .filter(|s| s.stack.iter().any(|f| f.function == "update_cache"))
+        .map(|s| s.value("lock-acquire-wait"))
+        .sum();
+    assert!(
+        in_update_cache > 0 && wait_named(&name) as f64 >= 0.9 * in_update_cache as f64,
+        "{} of {in_update_cache} ns waited in update_cache are under {name}",
+        wait_named(&name)
+    );
     let idle: i64 = view
         .iter()
         .filter(|s| s.stack.iter().any(|f| f.function.starts_with("_queue_SimpleQueue_get")) || s.python_leaf().is_some_and(|f| f.function == "_worker"))

@@ -57,16 +57,24 @@ pub fn claim_patiently() -> Option<ring::SlotWriter<'static>> {
 /// cycle and does not call it by name. 0 until registered.
 static DEFERRED_START: AtomicUsize = AtomicUsize::new(0);
 
-/// Registers what `claim_patiently` calls to start deferred threads (`ring_filling`: the ring
-/// is filling up and nobody drains it).
-pub fn set_deferred_start(start_if_due: fn(ring_filling: bool)) {
+/// Registers what `claim_patiently` calls to start deferred threads (`now`: a drain is
+/// needed now — the ring is filling up, or a record must be read before its memory goes).
+pub fn set_deferred_start(start_if_due: fn(now: bool)) {
     DEFERRED_START.store(start_if_due as usize, Ordering::Release);
 }
 
-fn start_if_due(ring_filling: bool) {
+/// For hooks (never the signal handler): a record was just published whose Python frames
+/// must be read soon, before their code objects are freed (module-level code, run once):
+/// the exporter drains now, started first in a forked child that deferred it.
+pub fn drain_soon() {
+    start_if_due(true);
+    wake_exporter();
+}
+
+fn start_if_due(now: bool) {
     let f = DEFERRED_START.load(Ordering::Acquire);
     if f != 0 {
         // SAFETY: only `set_deferred_start` stores here, and it stores a `fn(bool)`.
-        unsafe { std::mem::transmute::<usize, fn(bool)>(f)(ring_filling) };
+        unsafe { std::mem::transmute::<usize, fn(bool)>(f)(now) };
     }
 }

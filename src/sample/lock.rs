@@ -323,12 +323,33 @@ pub fn on_created(lock: usize) {
         if n > 0 {
             let tid = thread::with(|s| s.tid.get());
             let tid = if tid == 0 { thread::gettid() } else { tid };
+            let site = (slot.frame(0), slot.frame(1));
             let header = Header { kind: Kind::LockInit, tid, values: [0, 0], extra: [lock as u64, 0], native_len: 0 };
             slot.commit(header, n);
+            if first_time_seen(site) {
+                // A site not seen before is often module-level code, which runs once and
+                // whose code object is freed when the import ends: drained at the next
+                // 100 ms tick (or later, in a forked child whose exporter is deferred), its
+                // frames could no longer be read and the lock would be named after its
+                // importer. The exporter drains it now instead. Sites seen before (a lock
+                // made per request) cost nothing more.
+                crate::collect::drain_soon();
+            }
         }
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
+}
+
+/// Lock-creation sites (innermost Python frame: code object and instruction) seen lately,
+/// direct-mapped; a collision only costs one more early drain.
+static SITES_SEEN: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// True the first time `site` is seen (as far as the table remembers).
+fn first_time_seen(site: (u64, u64)) -> bool {
+    let key = (site.0 ^ site.1.rotate_left(32)) | 1;
+    let entry = &SITES_SEEN[(key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize];
+    entry.swap(key, Ordering::Relaxed) != key
 }
 
 #[inline]
