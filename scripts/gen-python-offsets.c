@@ -104,6 +104,16 @@ int main(void) {
     field("tstate_next", offsetof(PyThreadState, next));
     field("tstate_interp", offsetof(PyThreadState, interp));
     field("tstate_thread_id", offsetof(PyThreadState, thread_id));
+    /* The exception being handled (sys.exc_info()): the innermost _PyErr_StackItem, its type
+       (3.8-3.10) or its value (3.11+, the type being the value's ob_type). */
+    field("tstate_exc_info", offsetof(PyThreadState, exc_info));
+#if PY_VERSION_HEX < 0x030B0000
+    field("exc_item_type", offsetof(_PyErr_StackItem, exc_type));
+#else
+    absent("exc_item_type");
+#endif
+    field("exc_item_value", offsetof(_PyErr_StackItem, exc_value));
+    field("exc_item_previous", offsetof(_PyErr_StackItem, previous_item));
 #if PY_VERSION_HEX >= 0x030B0000
     /* The chunk of the thread's frame stack that holds the newest frames. */
     field("tstate_datastack_chunk", offsetof(PyThreadState, datastack_chunk));

@@ -15,13 +15,15 @@
 //! - `profile`      aggregation, symbolization, naming Python frames and locks, the shown
 //!                  view of each stack (`view`: Python view, own frames, depth), pprof encoding
 //! - `python_gil`   work run inside the interpreter under its GIL (allocator hook install,
-//!                  `threading` names, exit drain), requested by the exporter
+//!                  `threading` names, exit drain, the `sys.monitoring` raise tool and
+//!                  exception type names), requested by the exporter
 //!
 //! Hot side (runs inside the program's threads: hooks and the SIGPROF handler; never
 //! allocates through the program's malloc, blocks or logs):
 //! - `sample`       timers, the SIGPROF handler, wall sampler, stack capture (framehop;
 //!                  `both_ends` keeps the root of deep stacks), allocation and lock samplers
-//! - `python`       finding the interpreter and reading a thread's Python frames
+//! - `python`       finding the interpreter and reading a thread's Python frames (and, on
+//!                  3.8–3.11, the type of the exception it handles: `handled_exception`)
 //!
 //! Below both:
 //! - `thread`, `own_heap`, `real_alloc`, `family`, `fork_safe`: per-thread state, the

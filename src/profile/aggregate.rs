@@ -162,9 +162,21 @@ impl Aggregator {
         if !frames.is_empty() {
             self.last_cpu_stack.insert(header.tid, frames.into());
             self.add_values(header.tid, frames, &values);
+            if header.extra[0] != 0 {
+                self.add_handled_exception(header, frames);
+            }
         } else if let Some(last) = self.last_cpu_stack.remove(&header.tid) {
             self.add_values(header.tid, &last, &values);
         }
+    }
+
+    /// CPython 3.8–3.11: the CPU sample was taken while its thread handled an exception of the
+    /// type `extra[0]`: one exception sample of that type, under the same stack.
+    fn add_handled_exception(&mut self, header: &Header, frames: &[u64]) {
+        use crate::python_gil::exceptions::{name_later, PYTHON_TYPE_TAG};
+        name_later(header.extra[0]);
+        let key = SampleKey { frames: frames.into(), tid: header.tid, lock: 0, exception: PYTHON_TYPE_TAG | header.extra[0] };
+        self.add_keyed(key, &[(EXCEPTION_SAMPLES, 1.0)]);
     }
 
     fn add_allocation(&mut self, header: &Header, frames: &[u64]) {

@@ -29,6 +29,8 @@ pub struct Target {
     pub code_type: u64,
     pub unicode_type: u64,
     pub bytes_type: u64,
+    /// Address of `_Py_NoneStruct` (0 if not exported).
+    pub none: u64,
     /// The code of `_PyEval_EvalFrameDefault`: its symbol's range and the parts the compiler
     /// moved out of it (empty when its size is unknown).
     pub eval: EvalCode,
@@ -155,6 +157,7 @@ fn inspect(scope: &Scope) -> Found {
         code_type,
         unicode_type,
         bytes_type,
+        none: scope.symbol(c"_Py_NoneStruct"),
         eval,
         origin,
         api: super::c_api::Api::resolve(&|name| scope.symbol(name)),

@@ -48,6 +48,12 @@ pub struct Layout {
     pub tstate_next: u32,
     pub tstate_interp: u32,
     pub tstate_thread_id: u32,
+    /// `exc_info`: the innermost `_PyErr_StackItem` (the exception being handled).
+    pub tstate_exc_info: u32,
+    /// In a `_PyErr_StackItem`: the type (3.8–3.10; ABSENT after) and the value.
+    pub exc_item_type: u32,
+    pub exc_item_value: u32,
+    pub exc_item_previous: u32,
     /// 3.11+: the `_PyStackChunk` holding the newest `_PyInterpreterFrame`s.
     pub tstate_datastack_chunk: u32,
     /// The running frame: `PyFrameObject *frame` before 3.11, `current_frame` on 3.13+.

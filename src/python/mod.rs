@@ -32,6 +32,7 @@ pub mod code;
 pub mod debug_offsets;
 pub mod discover;
 pub mod eval_code;
+pub mod handled_exception;
 pub mod layout;
 mod layout_table;
 pub mod linetable;

@@ -93,6 +93,12 @@ thread_local! {
     static LAST_WINDOW: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
 }
 
+/// The calling thread's `PyThreadState` as the latest capture on this thread found it (0 if
+/// none). Async-signal-safe; meant right after `capture`, in the same handler or hook.
+pub fn current_thread_state() -> u64 {
+    CACHED.with(|c| c.get().tstate)
+}
+
 /// What the thread state says about where the frames are.
 struct ThreadView {
     /// `frame` (≤3.10), `cframe` (3.11–3.12) or `current_frame` (3.13+).

@@ -5,8 +5,10 @@
 //! `json.decoder.JSONDecodeError`) is read here, under the GIL, once per type, and kept for the
 //! cold side (`type_name`). Registered once, as a GIL task (`gil_tasks.rs`).
 //!
-//! Before 3.12 CPython has no such hook that costs nothing when unused; those versions get no
-//! exception samples.
+//! Before 3.12 CPython has no such hook that costs nothing when unused: there CPU samples
+//! taken while a thread handles an exception count as exception samples
+//! (`python/handled_exception.rs`), and their types are named here too (`name_unnamed`), found
+//! among the live subclasses of `BaseException` so that a type freed since is never touched.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -35,6 +37,12 @@ static DEC_REF: AtomicUsize = AtomicUsize::new(0);
 static ERR_CLEAR: AtomicUsize = AtomicUsize::new(0);
 
 static NAMES: crate::yield_lock::Lock<Option<HashMap<u64, String>>> = crate::yield_lock::Lock::new(None);
+/// Types seen by the cold side (3.8–3.11) and not named yet.
+static UNNAMED: crate::yield_lock::Lock<Vec<u64>> = crate::yield_lock::Lock::new(Vec::new());
+/// Types waiting for a name at most; more wait for the next round.
+const MAX_UNNAMED: usize = 64;
+/// Classes visited at most when looking for the unnamed ones.
+const MAX_CLASSES: usize = 20_000;
 
 struct Method(MethodDef);
 // SAFETY: the definition is immutable static data; CPython only reads it.
@@ -75,16 +83,7 @@ pub fn register(api: &Api) {
     ) else {
         return crate::log_debug!("Python: no PyLong_FromLong/PyUnicode_FromString; no exception samples");
     };
-    for (cell, value) in [
-        (&INC_REF, h.inc_ref as usize),
-        (&NONE, h.none as usize),
-        (&GET_ATTR, api.object_get_attr_string as usize),
-        (&AS_UTF8, api.unicode_as_utf8 as usize),
-        (&DEC_REF, api.dec_ref as usize),
-        (&ERR_CLEAR, api.err_clear as usize),
-    ] {
-        cell.store(value, Ordering::Release);
-    }
+    keep_functions(api, &h);
     // SAFETY: GIL held (a pending call); every new reference is released with Py_DecRef,
     // NULL results are checked before use; the method definition is static.
     unsafe {
@@ -131,6 +130,105 @@ pub fn register(api: &Api) {
                 (api.dec_ref)(o);
             }
         }
+    }
+}
+
+/// The C API functions the callback and `remember_name` use, for them to find.
+fn keep_functions(api: &Api, h: &crate::python::c_api::ExitHookApi) {
+    for (cell, value) in [
+        (&INC_REF, h.inc_ref as usize),
+        (&NONE, h.none as usize),
+        (&GET_ATTR, api.object_get_attr_string as usize),
+        (&AS_UTF8, api.unicode_as_utf8 as usize),
+        (&DEC_REF, api.dec_ref as usize),
+        (&ERR_CLEAR, api.err_clear as usize),
+    ] {
+        cell.store(value, Ordering::Release);
+    }
+}
+
+/// Cold side (3.8–3.11): an exception type seen in a sample, to be named under the GIL.
+pub fn name_later(type_object: u64) {
+    if NAMES.lock().as_ref().is_some_and(|n| n.contains_key(&type_object)) {
+        return;
+    }
+    let mut unnamed = UNNAMED.lock();
+    if unnamed.len() < MAX_UNNAMED && !unnamed.contains(&type_object) {
+        unnamed.push(type_object);
+    }
+}
+
+/// Cold side: whether some type waits for `name_unnamed`.
+pub fn names_wanted() -> bool {
+    !UNNAMED.lock().is_empty()
+}
+
+/// Under the GIL: names the waiting types. Their addresses came from samples and the types
+/// may have been freed since, so none is dereferenced as such: the live subclasses of
+/// `BaseException` are walked (`type.__subclasses__()`) and those at a waiting address are
+/// named. One not found (freed, or not an exception type) is named by its address.
+pub fn name_unnamed(api: &Api) {
+    let wanted = std::mem::take(&mut *UNNAMED.lock());
+    let Some(h) = api.exit_hook else { return };
+    let base = symbol::<usize>(c"PyExc_BaseException").map(|at| {
+        // SAFETY: PyExc_BaseException is a `PyObject *` variable of the interpreter, set
+        // at start-up and never changed.
+        unsafe { *(at as *const Object) }
+    });
+    let Some(base) = base.filter(|b| !b.is_null()) else { return };
+    keep_functions(api, &h);
+    let mut left: Vec<u64> = wanted.into_iter().filter(|t| !NAMES.lock().as_ref().is_some_and(|n| n.contains_key(t))).collect();
+    let mut stack = vec![base];
+    let mut visited = 0;
+    while let Some(class) = stack.pop() {
+        if left.is_empty() || visited >= MAX_CLASSES {
+            break;
+        }
+        visited += 1;
+        if let Some(i) = left.iter().position(|&t| t == class as u64) {
+            left.swap_remove(i);
+            let _ = std::panic::catch_unwind(|| remember_name(class as u64));
+        }
+        // SAFETY: GIL held; `class` is a live class (BaseException or an entry of a live
+        // __subclasses__() list, borrowed from the list while it is alive — the list holds
+        // each entry only while the walk needs it, so entries are inc-ref'd before the list
+        // goes). Every new reference is released; NULL results are checked.
+        unsafe {
+            let method = (api.object_get_attr_string)(class, c"__subclasses__".as_ptr());
+            if method.is_null() {
+                (api.err_clear)();
+                continue;
+            }
+            let list = (h.call_function_obj_args)(method, std::ptr::null_mut::<libc::c_void>());
+            (api.dec_ref)(method);
+            if list.is_null() {
+                (api.err_clear)();
+                continue;
+            }
+            for i in 0..(api.list_size)(list).max(0) {
+                let sub = (api.list_get_item)(list, i);
+                if !sub.is_null() {
+                    (h.inc_ref)(sub);
+                    stack.push(sub);
+                }
+            }
+            (api.dec_ref)(list);
+        }
+        if class != base {
+            // SAFETY: GIL held; the reference taken when it was pushed.
+            unsafe { (api.dec_ref)(class) };
+        }
+    }
+    for class in stack {
+        if class != base {
+            // SAFETY: GIL held; references taken when pushed, not yet released.
+            unsafe { (api.dec_ref)(class) };
+        }
+    }
+    let mut names = NAMES.lock();
+    let names = names.get_or_insert_with(HashMap::new);
+    for t in left {
+        names.insert(t, format!("<Python type {t:#x}>"));
     }
 }
 

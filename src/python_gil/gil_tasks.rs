@@ -24,6 +24,7 @@ pub const INSTALL_ALLOCATOR: u8 = 1;
 pub const READ_THREAD_NAMES: u8 = 2;
 pub const REGISTER_EXIT_DRAIN: u8 = 4;
 pub const REGISTER_EXCEPTIONS: u8 = 8;
+pub const NAME_EXCEPTION_TYPES: u8 = 16;
 
 /// Tasks asked for and not yet run.
 static REQUESTED: AtomicU8 = AtomicU8::new(0);
@@ -228,6 +229,9 @@ extern "C" fn run_under_gil(_: *mut c_void) -> c_int {
         }
         if tasks & REGISTER_EXCEPTIONS != 0 {
             super::exceptions::register(&api);
+        }
+        if tasks & NAME_EXCEPTION_TYPES != 0 {
+            super::exceptions::name_unnamed(&api);
         }
     });
     // SAFETY: GIL held; clears what our calls may have raised, then restores what was there

@@ -51,6 +51,9 @@ fn request_gil_tasks(t: &Target) {
     if exceptions::wanted(t.version, api) {
         tasks |= gil_tasks::REGISTER_EXCEPTIONS;
     }
+    if exceptions::names_wanted() {
+        tasks |= gil_tasks::NAME_EXCEPTION_TYPES;
+    }
     if tasks != 0 {
         gil_tasks::request(t, api, tasks);
     }

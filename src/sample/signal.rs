@@ -73,7 +73,17 @@ fn record_cpu_sample(context: *mut libc::c_void) {
     };
     // SAFETY: the kernel passes a valid ucontext_t as the third handler argument with SA_SIGINFO.
     let regs = unsafe { interrupted_registers(context) };
-    record_stack(regs, |native_len| Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [0, 0], native_len });
+    record_stack(regs, |native_len| Header { kind: Kind::Cpu, tid, values: [1, cpu_delta as i64], extra: [handled_exception(), 0], native_len });
+}
+
+/// CPython 3.8–3.11: the type of the exception the thread is handling (read after the
+/// capture, which found the thread's state), or 0; the cold side counts it as an exception
+/// sample (see `python/handled_exception.rs`). 3.12+ counts raises instead.
+fn handled_exception() -> u64 {
+    match crate::python::target() {
+        Some(t) if crate::sample::exception::enabled() => crate::python::handled_exception::handled_type(t),
+        _ => 0,
+    }
 }
 
 /// Captures the interrupted stack into a ring slot and publishes it with `header(native_len)`.
