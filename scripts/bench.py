@@ -12,8 +12,9 @@ when missing and run as root; else those rows are skipped with a note).
 
 Environment: BENCH_RUNS (runs per variant, default 5, minimum 5); BENCH_ONLY (comma-separated
 row groups to run, e.g. BENCH_ONLY=service,memory; groups: malloc mutex cpu python idle fork
-rss exporter service memory).
+rss exporter exceptions service memory).
 """
+import glob
 import os
 import platform
 import random
@@ -45,6 +46,8 @@ SERVICE_ROUNDS = 5      # interleaved rounds of the service configurations
 SERVICE_SECONDS = 10    # measured wrk run of each
 SERVICE_WARMUP = 2      # wrk run before it (sqlite connections made, code warm, stuck-worker check)
 WRK_CONNECTIONS = 16    # 2 workers x 4 threads, twice over: the workers are never short of work
+EXC_RAISES = 3_000_000  # calls of the exception rows' raising loop
+EXC_CALLS = 3_000_000   # calls of their loop raising nothing
 MEM_PERIOD = "0.5"      # DD_PROFILING_UPLOAD_PERIOD of the memory rows
 MEM_C_SECONDS = 11      # bench/mem_mix run: 22 export periods
 MEM_C_RUNS = 3
@@ -343,6 +346,37 @@ def bench_python():
         add_row(f"  same, work loop only", "loop time, s (lower is better)",
                 loop["without"], loop[v], None, f"{(loop[v] - loop['without']) * 1e3:+.0f} ms",
                 "—", "—")
+
+
+def newest_pyenv(minor):
+    found = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/3.{minor}.*/bin/python3.{minor}")))
+    return found[-1] if found else None
+
+
+def bench_exceptions():
+    """Exception profiling on vs off (the library loaded both times, every other type on):
+    a loop raising and catching ValueError, and the same loop raising nothing. On 3.12+
+    every raise reaches the library's sys.monitoring callback; on 3.8-3.11 the type handled
+    is read at each CPU sample instead."""
+    pythons = [(m, p) for m, p in ((11, newest_pyenv(11)), (13, newest_pyenv(13))) if p]
+    if not pythons:
+        notes.append("exceptions: no pyenv CPython 3.11 or 3.13; rows skipped")
+        return
+    script = os.path.join(ROOT, "bench", "raise_loop.py")
+    all_on = {f"DD_PROFILING_{t}_ENABLED": "true" for t in ("CPU", "WALL", "MEMORY", "HEAP", "LOCK")}
+    for minor, py in pythons:
+        for mode, n, what in (("raise", EXC_RAISES, "1 raise per call"), ("plain", EXC_CALLS, "no raise")):
+            def measure(v):
+                on = "false" if v == "disabled" else "true"
+                env = env_for("with", dict(all_on, DD_PROFILING_EXCEPTION_ENABLED=on))
+                return value_of(run([py, script, mode, str(n)], env)[2])
+
+            med, _ = alternate(["disabled", "with"], measure)
+            ratio = med["with"] / med["disabled"]
+            add_row(f"Python 3.{minor} call loop, {what}: exception profiling on vs off",
+                    "calls/s (higher is better)", med["disabled"], med["with"], ratio,
+                    f"{(1e9 / med['with'] - 1e9 / med['disabled']):+.0f} ns/call", "ratio ≥ 0.97",
+                    yes_no(ratio >= 0.97))
 
 
 def bench_idle():
@@ -864,6 +898,7 @@ def main():
                              ("cpu", "cpu", bench_cpu), ("python", "python", bench_python),
                              ("idle", "idle threads", bench_idle), ("fork", "fork", bench_fork),
                              ("rss", "rss", bench_rss), ("exporter", "exporter", bench_export),
+                             ("exceptions", "exceptions", bench_exceptions),
                              ("service", "service", bench_service), ("memory", "memory, C program", bench_memory_c)):
         if not ONLY or group in ONLY:
             guarded(name, fn)
