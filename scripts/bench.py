@@ -12,7 +12,7 @@ when missing and run as root; else those rows are skipped with a note).
 
 Environment: BENCH_RUNS (runs per variant, default 5, minimum 5); BENCH_ONLY (comma-separated
 row groups to run, e.g. BENCH_ONLY=service,memory; groups: malloc mutex cpu python idle fork
-rss exporter exceptions service memory).
+exec rss exporter exceptions service memory).
 """
 import glob
 import os
@@ -377,6 +377,26 @@ def bench_exceptions():
                     "calls/s (higher is better)", med["disabled"], med["with"], ratio,
                     f"{(1e9 / med['with'] - 1e9 / med['disabled']):+.0f} ns/call", "ratio ≥ 0.97",
                     yes_no(ratio >= 0.97))
+
+
+def bench_exec():
+    """A shell running /bin/true 200 times: every child is exec'd with the library preloaded,
+    lives a millisecond and records nothing (so writes nothing)."""
+    n = 200
+    loop = f"i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"
+
+    def measure(v):
+        wall, _, _, _ = run(["/bin/sh", "-c", loop], env_for(v))
+        return wall / n * 1e3
+
+    med, _ = alternate(["without", "disabled", "with"], measure)
+    added = med["with"] - med["without"]
+    add_row(f"shell loop exec'ing /bin/true {n} times", "ms per child (lower is better)", med["without"],
+            med["with"], med["with"] / med["without"], f"{added:+.2f} ms/child", "≤ 0.3 ms added",
+            yes_no(added <= 0.3))
+    add_row("  same, library loaded but DD_PROFILING_ENABLED=false", "ms per child (lower is better)",
+            med["without"], med["disabled"], med["disabled"] / med["without"],
+            f"{med['disabled'] - med['without']:+.2f} ms/child", "comparison", "—")
 
 
 def bench_idle():
@@ -896,7 +916,7 @@ def main():
 
     for group, name, fn in (("malloc", "malloc", bench_malloc), ("mutex", "mutex", bench_mutex),
                              ("cpu", "cpu", bench_cpu), ("python", "python", bench_python),
-                             ("idle", "idle threads", bench_idle), ("fork", "fork", bench_fork),
+                             ("idle", "idle threads", bench_idle), ("fork", "fork", bench_fork), ("exec", "exec", bench_exec),
                              ("rss", "rss", bench_rss), ("exporter", "exporter", bench_export),
                              ("exceptions", "exceptions", bench_exceptions),
                              ("service", "service", bench_service), ("memory", "memory, C program", bench_memory_c)):
