@@ -3,6 +3,7 @@
 //! addresses attached to their mapping, so they can be symbolized offline.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,9 +56,10 @@ fn finish(mut builder: ProfileBuilder, period: &Period, options: &EncodeOptions)
 
 pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut Symbolizer) -> Profile {
     let mut builder = new_builder(period, options);
-    let symbols = symbolize(period, options.mappings, symbolizer);
     // Finding the interpreter's code and naming locks ask the loader (fork_safe::with_loader).
-    let context = crate::fork_safe::with_loader(|| view_context(&symbols, options.mappings));
+    let folding = crate::fork_safe::with_loader(Folding::of_this_process);
+    let symbols = symbolize(period, options.mappings, &folding.names_only(), symbolizer);
+    let context = view_context(&symbols, &folding, options.mappings);
     let mut locations = Locations { symbols: &symbols, mappings: options.mappings, ids: HashMap::new(), mapping_ids: HashMap::new() };
     for (key, values) in &period.samples {
         let shown = view::show(&key.frames, key.lock != 0, &context);
@@ -98,8 +100,9 @@ pub fn encode_period(period: &Period, options: &EncodeOptions, symbolizer: &mut 
     finish(builder, period, options)
 }
 
-/// Symbols of every native address of the period's stacks, resolved in one batch.
-fn symbolize(period: &Period, mappings: &[Mapping], symbolizer: &mut Symbolizer) -> HashMap<u64, Arc<Symbolized>> {
+/// Symbols of every native address of the period's stacks, resolved in one batch; the code
+/// in `names_only` from its ELF symbol table alone (see `Folding::names_only`).
+fn symbolize(period: &Period, mappings: &[Mapping], names_only: &[Range<u64>], symbolizer: &mut Symbolizer) -> HashMap<u64, Arc<Symbolized>> {
     let mut addresses: Vec<u64> = period
         .samples
         .keys()
@@ -108,20 +111,45 @@ fn symbolize(period: &Period, mappings: &[Mapping], symbolizer: &mut Symbolizer)
         .collect();
     addresses.sort_unstable();
     addresses.dedup();
-    let symbols = symbolizer.resolve(&addresses, mappings);
+    let symbols = symbolizer.resolve(&addresses, mappings, names_only);
     addresses.into_iter().zip(symbols).collect()
 }
 
+/// The code whose frames the view folds away: the library's own, and in the Python view the
+/// interpreter's.
+struct Folding {
+    own: Option<Range<u64>>,
+    interpreter: Option<Range<u64>>,
+    python_view: bool,
+}
+
+impl Folding {
+    fn of_this_process() -> Folding {
+        let interpreter = crate::python::target()
+            .filter(|t| !t.eval.is_empty())
+            .and_then(|t| crate::sample::modules::text_range_containing(t.eval.entry()));
+        let python_view = interpreter.is_some() && crate::status::config().is_none_or(|c| c.python_native == PythonNative::Python);
+        Folding { own: super::aggregate::own_text(), interpreter, python_view }
+    }
+
+    /// Code named from its ELF symbol table alone, never from DWARF: the view shows none of
+    /// its frames, and asks only physical function names of them (a forwarding hook, the GIL,
+    /// a built-in, an idle wait — all functions of their own, never only inlined). Reading
+    /// DWARF for them would map and parse the library's own debug info (~20 MiB) and
+    /// libpython's (~25 MiB resident in a service) in every profiled process.
+    fn names_only(&self) -> Vec<Range<u64>> {
+        let interpreter = self.interpreter.clone().filter(|_| self.python_view);
+        self.own.clone().into_iter().chain(interpreter).collect()
+    }
+}
+
 /// How this process's stacks are shown (see view.rs).
-fn view_context<'a>(symbols: &'a HashMap<u64, Arc<Symbolized>>, mappings: &[Mapping]) -> view::Context<'a> {
+fn view_context<'a>(symbols: &'a HashMap<u64, Arc<Symbolized>>, folding: &Folding, mappings: &[Mapping]) -> view::Context<'a> {
     let config = crate::status::config();
-    let interpreter = crate::python::target()
-        .filter(|t| !t.eval.is_empty())
-        .and_then(|t| crate::sample::modules::text_range_containing(t.eval.entry()));
     view::Context {
-        python_view: interpreter.is_some() && config.is_none_or(|c| c.python_native == PythonNative::Python),
-        interpreter,
-        own: super::aggregate::own_text(),
+        python_view: folding.python_view,
+        interpreter: folding.interpreter.clone(),
+        own: folding.own.clone(),
         idle_code: mappings
             .iter()
             .filter(|m| {

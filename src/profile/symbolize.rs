@@ -8,6 +8,7 @@
 //! demangled.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -91,9 +92,11 @@ impl Symbolizer {
 
     /// Resolves code addresses of this process (pid = getpid() now), in the order given.
     /// Cached addresses are not looked up again; the others go to blazesym, one batch for the
-    /// addresses of each library named from a separate debug file's symbol table (found
-    /// through `mappings`) and one for the rest. Unknown addresses give empty `frames`.
-    pub fn resolve(&mut self, addrs: &[u64], mappings: &[Mapping]) -> Vec<Arc<Symbolized>> {
+    /// addresses of each library named from an ELF symbol table alone (a separate debug
+    /// file's, found through `mappings`, or, for the modules containing a range of
+    /// `names_only`, the module's own) and one for the rest, named from DWARF where the file
+    /// has it. Unknown addresses give empty `frames`.
+    pub fn resolve(&mut self, addrs: &[u64], mappings: &[Mapping], names_only: &[Range<u64>]) -> Vec<Arc<Symbolized>> {
         let mut todo: Vec<u64> = addrs
             .iter()
             .copied()
@@ -109,7 +112,7 @@ impl Symbolizer {
                 todo.dedup();
             }
             self.name_plt_stubs(&mut todo, mappings);
-            let by_symbol_file = self.split_by_symbol_file(&mut todo, mappings);
+            let by_symbol_file = self.split_by_symbol_file(&mut todo, mappings, names_only);
             let bz = self.inner.get_or_insert_with(new_blazesym);
             // SAFETY: getpid has no preconditions.
             let pid = Pid::from(unsafe { libc::getpid() } as u32);
@@ -154,27 +157,31 @@ impl Symbolizer {
         });
     }
 
-    /// Moves out of `todo` the addresses of libraries to be named from a separate debug file's
-    /// symbol table, grouped by that file, with the library's load bias.
-    fn split_by_symbol_file(&mut self, todo: &mut Vec<u64>, mappings: &[Mapping]) -> HashMap<(PathBuf, u64), Vec<u64>> {
+    /// Moves out of `todo` the addresses to be named from an ELF symbol table alone, grouped by
+    /// that file, with the library's load bias: the modules whose code contains a range of
+    /// `names_only` (from their separate debug file's symbol table if they have one, else
+    /// their own), and, unless `DD_PROFILING_SEPARATE_DEBUG_INFO=full`, the libraries whose
+    /// debug info lives in a separate debug file.
+    fn split_by_symbol_file(&mut self, todo: &mut Vec<u64>, mappings: &[Mapping], names_only: &[Range<u64>]) -> HashMap<(PathBuf, u64), Vec<u64>> {
         // Keyed by file and bias: two copies of one library (dlmopen) sit at different places.
         let mut groups: HashMap<(PathBuf, u64), Vec<u64>> = HashMap::new();
-        if self.separate_debug_info == SeparateDebugInfo::Full {
-            return groups;
-        }
+        let full = self.separate_debug_info == SeparateDebugInfo::Full;
         todo.retain(|&addr| {
             let Some(m) = mapping_at(mappings, addr) else { return true };
+            let symbols_only = names_only.iter().any(|r| m.text_avma.contains(&r.start));
+            if full && !symbols_only {
+                return true;
+            }
             let file = self
                 .symbol_files
                 .entry(m.path.clone())
                 .or_insert_with(|| super::debug_file::symbols_file(&m.path, &m.build_id));
-            match file {
-                Some(file) => {
-                    groups.entry((file.clone(), m.bias)).or_default().push(addr);
-                    false
-                }
-                None => true,
+            match (file, symbols_only) {
+                (Some(file), _) => groups.entry((file.clone(), m.bias)).or_default().push(addr),
+                (None, true) => groups.entry((PathBuf::from(&m.path), m.bias)).or_default().push(addr),
+                (None, false) => return true,
             }
+            false
         });
         groups
     }
@@ -371,7 +378,7 @@ mod tests {
         let getpid = libc::getpid as *const () as usize as u64 + 1;
         let mut s = Symbolizer::new();
         let t = Instant::now();
-        let r = s.resolve(&[own, getpid, 0x10, own], &[]);
+        let r = s.resolve(&[own, getpid, 0x10, own], &[], &[]);
         let first = t.elapsed();
         assert_eq!(r.len(), 4);
 
@@ -388,7 +395,7 @@ mod tests {
         assert!(r[2].frames.is_empty(), "{:?}", r[2]);
 
         let t = Instant::now();
-        let r2 = s.resolve(&[own, getpid, 0x10], &[]);
+        let r2 = s.resolve(&[own, getpid, 0x10], &[], &[]);
         let cached = t.elapsed();
         assert!(Arc::ptr_eq(&r[0], &r2[0]));
         assert_eq!(s.cached(), 3);
@@ -396,7 +403,7 @@ mod tests {
 
         s.clear();
         assert_eq!(s.cached(), 0);
-        let r3 = s.resolve(&[own], &[]);
+        let r3 = s.resolve(&[own], &[], &[]);
         assert_eq!(r3[0].frames, r[0].frames);
     }
 
@@ -437,7 +444,7 @@ mod tests {
         let mut s = Symbolizer::new();
         let own = known_target_function as *const () as usize as u64;
         std::thread::spawn(move || {
-            let r = s.resolve(&[own], &[]);
+            let r = s.resolve(&[own], &[], &[]);
             assert!(!r[0].frames.is_empty());
         })
         .join()
@@ -472,10 +479,10 @@ mod tests {
         }
         let mut s = Symbolizer::new();
         let t = Instant::now();
-        let r = s.resolve(&addrs, &[]);
+        let r = s.resolve(&addrs, &[], &[]);
         let first = t.elapsed();
         let t = Instant::now();
-        let _ = s.resolve(&addrs, &[]);
+        let _ = s.resolve(&addrs, &[], &[]);
         let cached = t.elapsed();
         let known = r.iter().filter(|x| !x.frames.is_empty()).count();
         eprintln!(

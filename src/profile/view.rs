@@ -319,9 +319,19 @@ fn in_gil(frames: &[u64], ctx: &Context) -> bool {
     frames.iter().any(|&w| !is_python(w) && native_names(w, ctx).any(|name| GIL_NATIVE.contains(&name)))
 }
 
-/// The function names (inlined ones included) at a native address.
+/// The function names (inlined ones included) at a native address, without the suffix of a
+/// compiler's clone of a function (`take_gil.constprop.0`, `list_sort.cold`): an ELF symbol
+/// table names the clone, DWARF the function.
 fn native_names<'c>(address: u64, ctx: &'c Context) -> impl Iterator<Item = &'c str> {
-    ctx.symbols.get(&address).into_iter().flat_map(|s| s.frames.iter().map(|f| f.function.as_str()))
+    ctx.symbols.get(&address).into_iter().flat_map(|s| s.frames.iter().map(|f| without_clone_suffix(&f.function)))
+}
+
+fn without_clone_suffix(name: &str) -> &str {
+    const CLONES: &[&str] = &[".constprop.", ".isra.", ".part.", ".cold", ".lto_priv.", ".localalias"];
+    match CLONES.iter().filter_map(|c| name.find(c)).min() {
+        Some(at) => &name[..at],
+        None => name,
+    }
 }
 
 #[cfg(test)]
@@ -359,6 +369,14 @@ mod tests {
         let symbols = HashMap::new();
         let shown = show(&[0x5000, 0x1100, 0x1200, 0x7000], false, &ctx(&symbols, true, 128));
         assert_eq!(shown.frames, vec![0x5000, python_frames::label("[CPython]"), 0x7000]);
+    }
+
+    #[test]
+    fn a_compiler_clone_is_named_as_its_function() {
+        assert_eq!(without_clone_suffix("take_gil.constprop.0"), "take_gil");
+        assert_eq!(without_clone_suffix("list_sort.cold"), "list_sort");
+        assert_eq!(without_clone_suffix("drop_gil.isra.0.part.0"), "drop_gil");
+        assert_eq!(without_clone_suffix("ddprof::hooks::lock::on_wait"), "ddprof::hooks::lock::on_wait");
     }
 
     #[test]
