@@ -31,6 +31,7 @@ pub fn start() {
     // SAFETY: getpid has no preconditions.
     crate::status::set_owner_pid(unsafe { libc::getpid() });
     crate::family::init();
+    crate::sample::modules::note_startup_modules();
     let t0 = std::time::Instant::now();
     crate::collect::init_ring(config.max_frames);
     crate::collect::set_deferred_start(crate::child_threads::start_if_due);

@@ -2,11 +2,69 @@
 //! unwinder needs (a private copy of `.eh_frame_hdr`/`.eh_frame`) and what pprof mappings
 //! need (path, executable range, file offset, GNU build id).
 //!
-//! The unwind data is copied rather than referenced in place so that a library unloaded by
-//! `dlclose` can never leave the signal handler reading unmapped memory.
+//! The unwind data of a module that can be unloaded is copied, so that a library unloaded by
+//! `dlclose` can never leave the signal handler reading unmapped memory. The modules loaded
+//! at start-up — the program, the preloaded libraries and their dependencies — are never
+//! unloaded (glibc unloads only objects that `dlopen` loaded; musl unloads nothing): their
+//! unwind data is read in place, as the loader mapped it, which saves a copy of every byte of
+//! it (1.7 MiB in a Flask worker) and touches only the pages the unwinder reads.
 
 use std::ffi::CStr;
-use std::ops::Range;
+use std::ops::{Deref, Range};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The bytes of an unwind section: a private copy, or the loaded module's own mapping.
+#[derive(Clone, Debug)]
+pub enum SectionBytes {
+    Copied(Arc<[u8]>),
+    /// Only for modules loaded at start-up, which stay mapped until the process ends.
+    InPlace(&'static [u8]),
+}
+
+impl Default for SectionBytes {
+    fn default() -> Self {
+        SectionBytes::InPlace(&[])
+    }
+}
+
+impl Deref for SectionBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            SectionBytes::Copied(bytes) => bytes,
+            SectionBytes::InPlace(bytes) => bytes,
+        }
+    }
+}
+
+/// How many entries at the head of the `dl_iterate_phdr` list were loaded at start-up (0 when
+/// unknown). The list is in load order and start-up modules are never unloaded, so these stay
+/// the first entries for the life of the process (and of its forked children).
+static STARTUP_MODULES: AtomicUsize = AtomicUsize::new(0);
+
+/// Called from the load-time constructor: when the library was preloaded (so the constructor
+/// runs before any `dlopen` of the program), every module loaded now is a start-up module.
+/// Loaded by `dlopen` instead, the list may hold modules that a `dlclose` can unload: none is
+/// read in place. A walk of the list (a few microseconds).
+pub fn note_startup_modules() {
+    let preloaded = std::env::var_os("LD_PRELOAD").is_some_and(|v| v.to_string_lossy().contains("libddprof"));
+    if preloaded {
+        STARTUP_MODULES.store(count_modules(), Ordering::Relaxed);
+    }
+}
+
+fn count_modules() -> usize {
+    unsafe extern "C" fn count(_info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: data is our counter, for the duration of the call.
+        unsafe { *(data as *mut usize) += 1 };
+        0
+    }
+    let mut n = 0usize;
+    // SAFETY: the callback only writes through the pointer we pass, during the call.
+    unsafe { libc::dl_iterate_phdr(Some(count), (&mut n as *mut usize).cast()) };
+    n
+}
 
 #[derive(Clone, Debug)]
 pub struct ModuleInfo {
@@ -19,8 +77,8 @@ pub struct ModuleInfo {
     pub text_file_offset: u64,
     pub build_id: String,
     /// Stated (file) address ranges and private copies of the unwind sections.
-    pub eh_frame_hdr: Option<(Range<u64>, Vec<u8>)>,
-    pub eh_frame: Option<(Range<u64>, Vec<u8>)>,
+    pub eh_frame_hdr: Option<(Range<u64>, SectionBytes)>,
+    pub eh_frame: Option<(Range<u64>, SectionBytes)>,
 }
 
 /// glibc's counters of loads and unloads; when they have not moved, the module list has not
@@ -56,24 +114,32 @@ pub fn read_all() -> Vec<ModuleInfo> {
         _size: libc::size_t,
         data: *mut libc::c_void,
     ) -> libc::c_int {
-        // SAFETY: valid for the duration of the callback; data is our Vec.
-        let (info, modules) = unsafe { (&*info, &mut *(data as *mut Vec<ModuleInfo>)) };
+        // SAFETY: valid for the duration of the callback; data is our Walk.
+        let (info, walk) = unsafe { (&*info, &mut *(data as *mut Walk)) };
+        let in_place = walk.index < walk.startup;
+        walk.index += 1;
         // SAFETY: the loader guarantees the program headers and mapped segments are valid while
-        // the callback runs.
-        if let Some(module) = unsafe { read_module(info) } {
-            modules.push(module);
+        // the callback runs, and for the first `startup` entries until the process ends.
+        if let Some(module) = unsafe { read_module(info, in_place) } {
+            walk.modules.push(module);
         }
         0
     }
-    let mut modules: Vec<ModuleInfo> = Vec::new();
-    // SAFETY: the callback only touches the Vec we pass, during the call.
-    unsafe { libc::dl_iterate_phdr(Some(collect), (&mut modules as *mut Vec<ModuleInfo>).cast()) };
-    modules
+    struct Walk {
+        modules: Vec<ModuleInfo>,
+        index: usize,
+        startup: usize,
+    }
+    let mut walk = Walk { modules: Vec::new(), index: 0, startup: STARTUP_MODULES.load(Ordering::Relaxed) };
+    // SAFETY: the callback only touches the Walk we pass, during the call.
+    unsafe { libc::dl_iterate_phdr(Some(collect), (&mut walk as *mut Walk).cast()) };
+    walk.modules
 }
 
 /// # Safety
-/// `info` must come from dl_iterate_phdr, inside its callback.
-unsafe fn read_module(info: &libc::dl_phdr_info) -> Option<ModuleInfo> {
+/// `info` must come from dl_iterate_phdr, inside its callback; `in_place` only for a module
+/// that stays loaded until the process ends.
+unsafe fn read_module(info: &libc::dl_phdr_info, in_place: bool) -> Option<ModuleInfo> {
     let bias = info.dlpi_addr;
     // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
     let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
@@ -90,7 +156,7 @@ unsafe fn read_module(info: &libc::dl_phdr_info) -> Option<ModuleInfo> {
     // SAFETY: forwarded from our caller's contract.
     let build_id = unsafe { read_build_id(bias, phdrs) }.unwrap_or_default();
     // SAFETY: as above.
-    let (eh_frame_hdr, eh_frame) = unsafe { read_unwind_sections(bias, phdrs) };
+    let (eh_frame_hdr, eh_frame) = unsafe { read_unwind_sections(bias, phdrs, in_place) };
     Some(ModuleInfo { path, bias, text_avma, text_file_offset, build_id, eh_frame_hdr, eh_frame })
 }
 
@@ -140,34 +206,38 @@ unsafe fn read_build_id(bias: u64, phdrs: &[libc::Elf64_Phdr]) -> Option<String>
     None
 }
 
-/// Copies `.eh_frame_hdr` (the PT_GNU_EH_FRAME segment) and the `.eh_frame` section it points
-/// to. The section's length is found by walking its records up to the zero terminator,
-/// never past the end of the loaded segment that contains it.
+/// `.eh_frame_hdr` (the PT_GNU_EH_FRAME segment) and the `.eh_frame` section it points to,
+/// copied or (`in_place`) as mapped. The section's length is found by walking its records up
+/// to the zero terminator, never past the end of the loaded segment that contains it.
 ///
 /// # Safety
-/// The segments described by `phdrs` must be mapped at `bias + p_vaddr`.
+/// The segments described by `phdrs` must be mapped at `bias + p_vaddr`; with `in_place`,
+/// until the process ends.
 #[allow(clippy::type_complexity)]
 unsafe fn read_unwind_sections(
     bias: u64,
     phdrs: &[libc::Elf64_Phdr],
-) -> (Option<(Range<u64>, Vec<u8>)>, Option<(Range<u64>, Vec<u8>)>) {
+    in_place: bool,
+) -> (Option<(Range<u64>, SectionBytes)>, Option<(Range<u64>, SectionBytes)>) {
     let Some(hdr_ph) = phdrs.iter().find(|p| p.p_type == libc::PT_GNU_EH_FRAME) else {
         return (None, None);
     };
+    let keep = |bytes: &'static [u8]| if in_place { SectionBytes::InPlace(bytes) } else { SectionBytes::Copied(bytes.into()) };
     let hdr_svma = hdr_ph.p_vaddr..hdr_ph.p_vaddr + hdr_ph.p_memsz;
-    // SAFETY: PT_GNU_EH_FRAME lies in a loaded, readable segment.
-    let hdr = unsafe { std::slice::from_raw_parts((bias + hdr_svma.start) as *const u8, hdr_ph.p_memsz as usize) }.to_vec();
+    // SAFETY: PT_GNU_EH_FRAME lies in a loaded, readable segment; the 'static lifetime is
+    // only kept (`keep`) for a module that is never unmapped, else the bytes are copied now.
+    let hdr: &'static [u8] = unsafe { std::slice::from_raw_parts((bias + hdr_svma.start) as *const u8, hdr_ph.p_memsz as usize) };
     let eh_frame = eh_frame_start(&hdr, hdr_svma.start).and_then(|start_svma| {
         let segment = phdrs.iter().find(|p| {
             p.p_type == libc::PT_LOAD && p.p_vaddr <= start_svma && start_svma < p.p_vaddr + p.p_memsz
         })?;
         let available = (segment.p_vaddr + segment.p_memsz - start_svma) as usize;
-        // SAFETY: [start, start+available) is inside the loaded segment.
-        let bytes = unsafe { std::slice::from_raw_parts((bias + start_svma) as *const u8, available) };
+        // SAFETY: [start, start+available) is inside the loaded segment; 'static as above.
+        let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts((bias + start_svma) as *const u8, available) };
         let len = eh_frame_length(bytes);
-        Some((start_svma..start_svma + len as u64, bytes[..len].to_vec()))
+        Some((start_svma..start_svma + len as u64, keep(&bytes[..len])))
     });
-    (Some((hdr_svma, hdr)), eh_frame)
+    (Some((hdr_svma, keep(hdr))), eh_frame)
 }
 
 /// Decodes `eh_frame_ptr` from an `.eh_frame_hdr` (version 1; the common pcrel sdata4 encoding,

@@ -17,11 +17,11 @@ use std::sync::OnceLock;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, MustNotAllocateDuringUnwind, Unwinder};
 
-use super::modules::{self, LoadGeneration, ModuleInfo};
+use super::modules::{self, LoadGeneration, ModuleInfo, SectionBytes};
 
-type NativeUnwinder = UnwinderX86_64<Vec<u8>, MustNotAllocateDuringUnwind>;
+type NativeUnwinder = UnwinderX86_64<SectionBytes, MustNotAllocateDuringUnwind>;
 type NativeCache = CacheX86_64<MustNotAllocateDuringUnwind>;
-type NativeModule = framehop::Module<Vec<u8>>;
+type NativeModule = framehop::Module<SectionBytes>;
 
 /// Registers at the moment of interruption.
 #[derive(Clone, Copy, Debug)]
@@ -278,7 +278,7 @@ fn build_module(info: ModuleInfo) -> NativeModule {
     framehop::Module::new(info.path, info.text_avma, info.bias, sections)
 }
 
-fn split(section: Option<(Range<u64>, Vec<u8>)>) -> (Option<Range<u64>>, Option<Vec<u8>>) {
+fn split(section: Option<(Range<u64>, SectionBytes)>) -> (Option<Range<u64>>, Option<SectionBytes>) {
     match section {
         Some((range, data)) => (Some(range), Some(data)),
         None => (None, None),
