@@ -45,8 +45,6 @@ const MAX_CACHED: usize = 1 << 20;
 
 /// Long-lived symbolizer for the own process; owned by the exporter thread.
 pub struct Symbolizer {
-    /// Created on first use (parsing files is deferred until there is something to resolve).
-    inner: Option<BzSymbolizer>,
     cache: HashMap<u64, Arc<Symbolized>>,
     unknown: Arc<Symbolized>,
     separate_debug_info: SeparateDebugInfo,
@@ -73,7 +71,6 @@ impl Default for Symbolizer {
 impl Symbolizer {
     pub fn new() -> Self {
         Symbolizer {
-            inner: None,
             cache: HashMap::new(),
             unknown: Arc::new(Symbolized::default()),
             separate_debug_info: SeparateDebugInfo::Symbols,
@@ -113,15 +110,18 @@ impl Symbolizer {
             }
             self.name_plt_stubs(&mut todo, mappings);
             let by_symbol_file = self.split_by_symbol_file(&mut todo, mappings, names_only);
-            let bz = self.inner.get_or_insert_with(new_blazesym);
             // SAFETY: getpid has no preconditions.
             let pid = Pid::from(unsafe { libc::getpid() } as u32);
             let mut out: Vec<(u64, Option<Symbolized>)> = Vec::with_capacity(todo.len());
+            // One blazesym instance per file, dropped before the next: the files it maps and
+            // the symbol tables and DWARF it parses are released at once, so at most one
+            // module's are resident, and none between exports. Addresses already named are
+            // cached here: a file is read again only for addresses never seen before.
             for ((file, bias), addrs) in by_symbol_file {
-                lookup_in_symbol_table(bz, &file, &addrs, bias, &mut out);
+                lookup_in_symbol_table(&new_blazesym(), &file, &addrs, bias, &mut out);
             }
-            if !todo.is_empty() {
-                lookup(bz, pid, &todo, &mut out);
+            for group in by_module(&todo, mappings) {
+                lookup(&new_blazesym(), pid, &group, &mut out);
             }
             for (addr, sym) in out {
                 let v = match sym {
@@ -186,8 +186,7 @@ impl Symbolizer {
         groups
     }
 
-    /// Forgets every cached address (after dlclose, or in a forked child). Parsed debug info of
-    /// files stays loaded: blazesym keys it by path and reloads files that changed.
+    /// Forgets every cached address (after dlclose, or in a forked child).
     pub fn clear(&mut self) {
         self.cache.clear();
         self.cache.shrink_to_fit();
@@ -245,6 +244,15 @@ fn lookup(bz: &BzSymbolizer, pid: Pid, addrs: &[u64], out: &mut Vec<(u64, Option
             Err(_) => out.extend(group.iter().map(|&a| (a, Some(Symbolized::default())))),
         }
     }
+}
+
+/// Sorted `addrs` split by the module whose code contains them (one group for those in none).
+fn by_module(addrs: &[u64], mappings: &[Mapping]) -> Vec<Vec<u64>> {
+    let mut groups: HashMap<Option<&str>, Vec<u64>> = HashMap::new();
+    for &addr in addrs {
+        groups.entry(mapping_at(mappings, addr).map(|m| m.path.as_str())).or_default().push(addr);
+    }
+    groups.into_values().collect()
 }
 
 /// The module whose code contains `addr`.
