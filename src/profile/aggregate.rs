@@ -76,13 +76,20 @@ pub struct Aggregator {
     last_wall_stack: HashMap<i32, Box<[u64]>>,
     /// The last CPU-sampled stack of each thread, for the CPU it uses after it (see add_cpu).
     last_cpu_stack: HashMap<i32, Box<[u64]>>,
-    /// Python locks by address: their names from where they were made (kept across periods).
-    lock_sites: HashMap<u64, Arc<str>>,
+    /// Python locks by address: their names from where they were made (kept across periods),
+    /// and whether a wait on them was recorded.
+    lock_sites: HashMap<u64, LockSite>,
     sources: SourceLines,
 }
 
-/// Python lock names kept; past this the table starts over.
-const MAX_LOCK_SITES: usize = 1 << 16;
+/// Python locks whose names are kept; past this, the locks no wait was recorded on are
+/// forgotten (most are a request's short-lived locks, whose memory holds new locks since).
+const MAX_LOCK_SITES: usize = 1 << 14;
+
+struct LockSite {
+    name: Arc<str>,
+    waited_on: bool,
+}
 
 /// How long wall events wait before being applied (see `apply_wall_events`).
 const WALL_HOLDBACK_NS: u64 = 50_000_000;
@@ -254,10 +261,16 @@ impl Aggregator {
 
     fn add_lock_site(&mut self, lock: u64, frames: &[u64]) {
         if self.lock_sites.len() >= MAX_LOCK_SITES {
-            self.lock_sites.clear();
+            self.lock_sites.retain(|_, site| site.waited_on);
+            if self.lock_sites.len() >= MAX_LOCK_SITES / 2 {
+                self.lock_sites.clear();
+            }
+            for site in self.lock_sites.values_mut() {
+                site.waited_on = false;
+            }
         }
         match super::python_lock_site::name(frames, &mut self.sources) {
-            Some(name) => self.lock_sites.insert(lock, name),
+            Some(name) => self.lock_sites.insert(lock, LockSite { name, waited_on: false }),
             None => self.lock_sites.remove(&lock),
         };
     }
@@ -312,7 +325,11 @@ impl Aggregator {
         self.last_cpu_stack.retain(|&tid, _| thread_alive(tid));
         let lock_names = samples
             .keys()
-            .filter_map(|k| Some((k.lock, self.lock_sites.get(&k.lock)?.clone())))
+            .filter_map(|k| {
+                let site = self.lock_sites.get_mut(&k.lock)?;
+                site.waited_on = true;
+                Some((k.lock, site.name.clone()))
+            })
             .collect();
         let period = Period { start: self.start, end, samples, thread_names: names, lock_names, dropped: self.dropped };
         self.start = end;

@@ -6,7 +6,7 @@
 //! plus the variable when the source line says it (`cache_lock = threading.Lock()`,
 //! `self._lock = RLock()`; a semaphore made where it is waited for reads `with cache_lock:` or
 //! `cache_lock.acquire()`).
-//! Source lines are read from the file, as `linecache` does, a few hundred files at most.
+//! Source lines are read from the file, as `linecache` does, once per creation site.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,32 +15,44 @@ use super::python_frames;
 use crate::python::PYTHON_FRAME_TAG;
 use crate::sample::both_ends::OMITTED_TAG;
 
-/// Files whose lines are kept; past this the cache starts over.
-const MAX_FILES: usize = 256;
+/// Creation sites whose names are kept; past this the cache starts over.
+const MAX_SITES: usize = 4096;
 /// Lines longer than this are not parsed for a variable name.
 const MAX_LINE: usize = 400;
 
+/// Lock names by creation site (file, line): one shared string per site, however many locks
+/// are made there (a service makes a lock or two for every request, at a few sites).
 #[derive(Default)]
 pub struct SourceLines {
-    files: HashMap<String, Option<Vec<String>>>,
+    sites: HashMap<(String, u32), Arc<str>>,
 }
 
 impl SourceLines {
-    fn line(&mut self, file: &str, line: u32) -> Option<&str> {
-        if self.files.len() >= MAX_FILES && !self.files.contains_key(file) {
-            self.files.clear();
+    fn site_name(&mut self, file: &str, line: u32) -> Arc<str> {
+        if let Some(name) = self.sites.get(&(file.to_string(), line)) {
+            return name.clone();
         }
-        let lines = self.files.entry(file.to_string()).or_insert_with(|| read_lines(file));
-        lines.as_ref()?.get((line as usize).checked_sub(1)?).map(String::as_str)
+        if self.sites.len() >= MAX_SITES {
+            self.sites.clear();
+        }
+        let base = file.rsplit('/').next().unwrap_or(file);
+        let name: Arc<str> = match read_line(file, line).as_deref().and_then(variable_of) {
+            Some(v) => format!("{base}:{line} {v}").into(),
+            None => format!("{base}:{line}").into(),
+        };
+        self.sites.insert((file.to_string(), line), name.clone());
+        name
     }
 }
 
-fn read_lines(file: &str) -> Option<Vec<String>> {
+/// Line `line` (from 1) of a source file, read as `linecache` does; only that line is kept.
+fn read_line(file: &str, line: u32) -> Option<String> {
     if file.starts_with('<') {
         return None; // <frozen importlib._bootstrap>, <string>, <stdin>
     }
     let text = std::fs::read(file).ok()?;
-    Some(String::from_utf8_lossy(&text).lines().map(str::to_string).collect())
+    let wanted = text.split(|&b| b == b'\n').nth((line as usize).checked_sub(1)?)?;
+    Some(String::from_utf8_lossy(wanted).trim_end_matches('\r').to_string())
 }
 
 /// The lock's name from its creation stack (merged frame words, leaf first).
@@ -51,12 +63,7 @@ pub fn name(frames: &[u64], sources: &mut SourceLines) -> Option<Arc<str>> {
         .filter_map(|&w| python_frames::describe(w))
         .collect();
     let site = python.iter().find(|f| !in_python_library(&f.file)).or(python.first())?;
-    let base = site.file.rsplit('/').next().unwrap_or(&site.file);
-    let variable = sources.line(&site.file, site.line).and_then(variable_of);
-    Some(match variable {
-        Some(v) => format!("{base}:{} {v}", site.line).into(),
-        None => format!("{base}:{}", site.line).into(),
-    })
+    Some(sources.site_name(&site.file, site.line))
 }
 
 /// Python's own library (not site-packages): the place a program's lock is made on its
@@ -127,6 +134,21 @@ fn valid(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_shared_name_per_creation_site() {
+        let path = std::env::temp_dir().join(format!("ddprof-site-{}.py", std::process::id()));
+        std::fs::write(&path, "import threading\r\ncache_lock = threading.Lock()\nprint(1)\n").unwrap();
+        let file = path.to_str().unwrap();
+        let base = path.file_name().unwrap().to_str().unwrap();
+        let mut sources = SourceLines::default();
+        let first = sources.site_name(file, 2);
+        assert_eq!(&*first, format!("{base}:2 cache_lock"));
+        assert!(Arc::ptr_eq(&first, &sources.site_name(file, 2)));
+        assert_eq!(&*sources.site_name(file, 3), format!("{base}:3"));
+        assert_eq!(&*sources.site_name(file, 99), format!("{base}:99"));
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn variables_from_source_lines() {
