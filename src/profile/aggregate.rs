@@ -87,7 +87,11 @@ pub struct Aggregator {
 const MAX_LOCK_SITES: usize = 1 << 14;
 
 struct LockSite {
-    name: Arc<str>,
+    /// None: made where no name could be found (the address names it).
+    name: Option<Arc<str>>,
+    /// The creation's place in `sample::lock`'s sequence: an older record drained later
+    /// (records of different threads come out of the ring in any order) does not replace it.
+    created: i64,
     waited_on: bool,
 }
 
@@ -153,7 +157,7 @@ impl Aggregator {
             Kind::Free => self.heap_events.push(HeapEvent::Free { seq: header.values[1], addr: header.extra[0] }),
             // Produced by a later profile type; nothing records it yet.
             Kind::Lock => self.add_lock(header, frames),
-            Kind::LockInit => self.add_lock_site(header.extra[0], frames),
+            Kind::LockInit => self.add_lock_site(header.extra[0], header.values[0], frames),
             Kind::Exception => {
                 let frames = self.without_own_frames(frames);
                 let key = SampleKey { frames: frames.into(), tid: header.tid, lock: 0, exception: header.extra[0] };
@@ -259,7 +263,10 @@ impl Aggregator {
         self.add_keyed(SampleKey { frames: frames.into(), tid: header.tid, lock: header.extra[0], exception: 0 }, &values);
     }
 
-    fn add_lock_site(&mut self, lock: u64, frames: &[u64]) {
+    fn add_lock_site(&mut self, lock: u64, created: i64, frames: &[u64]) {
+        if self.lock_sites.get(&lock).is_some_and(|site| site.created > created) {
+            return;
+        }
         if self.lock_sites.len() >= MAX_LOCK_SITES {
             self.lock_sites.retain(|_, site| site.waited_on);
             if self.lock_sites.len() >= MAX_LOCK_SITES / 2 {
@@ -269,10 +276,8 @@ impl Aggregator {
                 site.waited_on = false;
             }
         }
-        match super::python_lock_site::name(frames, &mut self.sources) {
-            Some(name) => self.lock_sites.insert(lock, LockSite { name, waited_on: false }),
-            None => self.lock_sites.remove(&lock),
-        };
+        let name = super::python_lock_site::name(frames, &mut self.sources);
+        self.lock_sites.insert(lock, LockSite { name, created, waited_on: false });
     }
 
     fn add_values(&mut self, tid: i32, frames: &[u64], values: &[(usize, f64)]) {
@@ -328,7 +333,7 @@ impl Aggregator {
             .filter_map(|k| {
                 let site = self.lock_sites.get_mut(&k.lock)?;
                 site.waited_on = true;
-                Some((k.lock, site.name.clone()))
+                Some((k.lock, site.name.clone()?))
             })
             .collect();
         let period = Period { start: self.start, end, samples, thread_names: names, lock_names, dropped: self.dropped };
@@ -403,6 +408,20 @@ mod tests {
 
     fn cpu(tid: i32, ns: i64) -> Header {
         Header { kind: Kind::Cpu, tid, values: [1, ns], extra: [0, 0], native_len: 3 }
+    }
+
+    #[test]
+    fn a_lock_keeps_the_name_of_its_newest_creation_whatever_the_drain_order() {
+        let mut agg = Aggregator::new();
+        let site = |file: &str, line| super::super::python_frames::intern_for_test("make", file, line);
+        // The lock made at app.py:10 reuses the address of one made (and freed) at old.py:5;
+        // the older record comes out of the ring last. (Its frames as `add` passes them,
+        // once merged: without an interpreter here, `add` itself would find none.)
+        agg.add_lock_site(0x1000, 2, &[site("/srv/app.py", 10)]);
+        agg.add_lock_site(0x1000, 1, &[site("/srv/old.py", 5)]);
+        agg.add(&Header { kind: Kind::Lock, tid: 1, values: [1_000_000, 0], extra: [0x1000, 0], native_len: 3 }, &[1, 2, 3]);
+        let period = agg.take_period();
+        assert_eq!(period.lock_names.get(&0x1000).map(|n| &**n), Some("app.py:10"));
     }
 
     #[test]

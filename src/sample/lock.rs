@@ -49,6 +49,10 @@ use crate::thread::{self, LOCK_HELD_MAX};
 
 /// Lock profiling is on (set at start-up; until then every hook passes straight through).
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Order of the Python lock creations recorded: the ring does not keep the order in which
+/// threads wrote their records, and a lock freed and another made at its address within one
+/// drain must leave the newer one's name.
+static CREATION_SEQUENCE: AtomicU64 = AtomicU64::new(1);
 /// Mean waited nanoseconds between two wait samples (T).
 static WAIT_INTERVAL_NS: AtomicU64 = AtomicU64::new(100_000);
 /// One acquisition in N is followed until its release.
@@ -324,7 +328,8 @@ pub fn on_created(lock: usize) {
             let tid = thread::with(|s| s.tid.get());
             let tid = if tid == 0 { thread::gettid() } else { tid };
             let site = (slot.frame(0), slot.frame(1));
-            let header = Header { kind: Kind::LockInit, tid, values: [0, 0], extra: [lock as u64, 0], native_len: 0 };
+            let seq = CREATION_SEQUENCE.fetch_add(1, Ordering::Relaxed) as i64;
+            let header = Header { kind: Kind::LockInit, tid, values: [seq, 0], extra: [lock as u64, 0], native_len: 0 };
             slot.commit(header, n);
             if first_time_seen(site) {
                 // A site not seen before is often module-level code, which runs once and
