@@ -39,7 +39,7 @@ CPU_ROUNDS = 100000     # bench/cpu_bench work rounds (~1.5 s)
 # The 1 s CPU-bound row is judged against a 1 % goal, about this VM's run-to-run spread: it
 # gets more runs than the others (its median moved 1.001-1.010 over three 5-run tables).
 CPU_RUNS = max(RUNS, 11)
-C_PROGRAMS = ["malloc_bench", "mutex_bench", "cpu_bench", "idle_threads", "fork_bench", "trivial", "mem_mix"]
+C_PROGRAMS = ["malloc_bench", "mutex_bench", "cpu_bench", "idle_threads", "fork_bench", "trivial"]
 FLASK_DIR = os.path.join(ROOT, "tests", "programs", "py", "flask_service")
 WRK_SCRIPT = os.path.join(ROOT, "bench", "service_mix.lua")
 SERVICE_ROUNDS = 5      # interleaved rounds of the service configurations
@@ -49,7 +49,7 @@ WRK_CONNECTIONS = 16    # 2 workers x 4 threads, twice over: the workers are nev
 EXC_RAISES = 3_000_000  # calls of the exception rows' raising loop
 EXC_CALLS = 3_000_000   # calls of their loop raising nothing
 MEM_PERIOD = "0.5"      # DD_PROFILING_UPLOAD_PERIOD of the memory rows
-MEM_C_SECONDS = 11      # bench/mem_mix run: 22 export periods
+MEM_C_SECONDS = 11      # tests/programs/rss_steady.c run: 22 export periods
 MEM_C_RUNS = 3
 ONLY = {g.strip() for g in os.environ.get("BENCH_ONLY", "").split(",") if g.strip()}
 
@@ -785,7 +785,7 @@ def run_rss(argv, env, timeout=120):
 
 def bench_memory_c():
     """Item 2(b) of issue 19: a C program with every profile type, exporting every 0.5 s."""
-    prog = [os.path.join(BUILD, "mem_mix"), "4", str(MEM_C_SECONDS)]
+    prog = [os.path.join(BUILD, "rss_steady"), "4", str(MEM_C_SECONDS)]
     variants = ["without", "with"]
     stripped = os.path.join(TMP, "libddprof-nodebug.so")
     if shutil.which("objcopy") and subprocess.run(["objcopy", "--strip-debug", LIB, stripped]).returncode == 0:
@@ -800,7 +800,7 @@ def bench_memory_c():
             env = env_for(v, extra if v == "with" else None)
         peak, last = run_rss(prog, env)
         if last is None:
-            raise RuntimeError("mem_mix's RSS could not be read while it ran")
+            raise RuntimeError("rss_steady's RSS could not be read while it ran")
         return peak, last
 
     samples = {v: [] for v in variants}
@@ -811,7 +811,7 @@ def bench_memory_c():
     peak = {v: statistics.median(s[0] for s in samples[v]) / 1024 for v in variants}
     steady = {v: statistics.median(s[1] for s in samples[v]) / 1024 for v in variants}
     periods = int(MEM_C_SECONDS / float(MEM_PERIOD))
-    add_row(f"C program, every profile type (bench/mem_mix.c, 4 threads, {MEM_C_SECONDS} s), exporting every {MEM_PERIOD} s ({periods} exports)",
+    add_row(f"C program, every profile type (tests/programs/rss_steady.c, 4 threads, {MEM_C_SECONDS} s), exporting every {MEM_PERIOD} s ({periods} exports)",
             "peak RSS (its ru_maxrss), MiB", peak["without"], peak["with"], None,
             f"{peak['with'] - peak['without']:+.1f} MiB", "≤ 3 MiB over bare", yes_no(peak["with"] - peak["without"] <= 3))
     add_row("  same, steady (VmRSS at the end of the run)", "RSS, MiB", steady["without"], steady["with"], None,
@@ -856,6 +856,11 @@ def build():
     launcher_src = os.path.join(ROOT, "bench", "maxrss.c")
     if not os.path.exists(launcher) or os.path.getmtime(launcher) < os.path.getmtime(launcher_src):
         subprocess.run([cc, "-O2", "-o", launcher, launcher_src], check=True)
+    # The memory rows' C program is the one tests/memory.rs checks for growth.
+    steady_src = os.path.join(ROOT, "tests", "programs", "rss_steady.c")
+    steady = os.path.join(BUILD, "rss_steady")
+    if not os.path.exists(steady) or os.path.getmtime(steady) < os.path.getmtime(steady_src):
+        subprocess.run([cc, "-O2", "-g", "-pthread", "-I", os.path.dirname(steady_src), "-o", steady, steady_src], check=True)
     shim_src = os.path.join(ROOT, "bench", "interpose_shim.c")
     shim = os.path.join(BUILD, "interpose_shim.so")
     if not os.path.exists(shim) or os.path.getmtime(shim) < os.path.getmtime(shim_src):

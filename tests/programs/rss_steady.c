@@ -3,7 +3,8 @@
  * the last 512 per thread stay live (the live heap turns over at a fixed size), a mutex shared
  * by all of them held for a little work, and a 1 ms sleep. The main thread prints its resident
  * set (VmRSS, KiB) every 250 ms, so a test can tell whether the profiler's memory grows from
- * one export period to the next.
+ * one export period to the next (tests/memory.rs); the memory rows of `make bench` run it
+ * without and with the library and compare its peak and last RSS.
  *
  *   rss_steady THREADS SECS      prints `t_ms=<ms> rss_kib=<KiB>` lines, then `done=1` */
 #include "util.h"
