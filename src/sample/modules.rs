@@ -46,24 +46,48 @@ static STARTUP_MODULES: AtomicUsize = AtomicUsize::new(0);
 /// Called from the load-time constructor: when the library was preloaded (so the constructor
 /// runs before any `dlopen` of the program), every module loaded now is a start-up module.
 /// Loaded by `dlopen` instead, the list may hold modules that a `dlclose` can unload: none is
-/// read in place. A walk of the list (a few microseconds).
+/// read in place. Preloaded means: `LD_PRELOAD` names the library, and the library is among
+/// the first entries of the list (the program, the vdso, the preloaded libraries), where a
+/// `dlopen` never puts it. A walk of the list (a few microseconds).
 pub fn note_startup_modules() {
-    let preloaded = std::env::var_os("LD_PRELOAD").is_some_and(|v| v.to_string_lossy().contains("libddprof"));
-    if preloaded {
-        STARTUP_MODULES.store(count_modules(), Ordering::Relaxed);
+    let Some(preload) = std::env::var_os("LD_PRELOAD") else { return };
+    let preload = preload.to_string_lossy();
+    if !preload.contains("libddprof") {
+        return;
+    }
+    let preloads = preload.split([' ', ':']).filter(|p| !p.is_empty()).count();
+    let (modules, own_index) = walk_for_own_index();
+    if own_index.is_some_and(|i| i <= 1 + 1 + preloads) {
+        STARTUP_MODULES.store(modules, Ordering::Relaxed);
+        crate::log_debug!("unwind data of the {modules} modules loaded at start-up read in place");
     }
 }
 
-fn count_modules() -> usize {
-    unsafe extern "C" fn count(_info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: data is our counter, for the duration of the call.
-        unsafe { *(data as *mut usize) += 1 };
+/// The number of modules loaded, and the position among them of the one holding this code.
+fn walk_for_own_index() -> (usize, Option<usize>) {
+    struct Walk {
+        count: usize,
+        own: Option<usize>,
+        here: u64,
+    }
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: valid for the callback's duration; data is our Walk.
+        let (info, walk) = unsafe { (&*info, &mut *(data as *mut Walk)) };
+        // SAFETY: dlpi_phdr points at dlpi_phnum headers.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let holds_here = phdrs.iter().any(|p| {
+            p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0 && (info.dlpi_addr + p.p_vaddr..info.dlpi_addr + p.p_vaddr + p.p_memsz).contains(&walk.here)
+        });
+        if holds_here {
+            walk.own = Some(walk.count);
+        }
+        walk.count += 1;
         0
     }
-    let mut n = 0usize;
-    // SAFETY: the callback only writes through the pointer we pass, during the call.
-    unsafe { libc::dl_iterate_phdr(Some(count), (&mut n as *mut usize).cast()) };
-    n
+    let mut walk = Walk { count: 0, own: None, here: walk_for_own_index as *const () as u64 };
+    // SAFETY: the callback only touches the Walk we pass, during the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk).cast()) };
+    (walk.count, walk.own)
 }
 
 #[derive(Clone, Debug)]
