@@ -14,12 +14,44 @@ use std::ops::{Deref, Range};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The bytes of an unwind section: a private copy, or the loaded module's own mapping.
-#[derive(Clone, Debug)]
+/// The bytes of an unwind section: the loaded module's own mapping, a mapping of the module's
+/// file of our own, or a private copy.
+#[derive(Clone)]
 pub enum SectionBytes {
-    Copied(Arc<[u8]>),
     /// Only for modules loaded at start-up, which stay mapped until the process ends.
     InPlace(&'static [u8]),
+    /// A module `dlopen` loaded: its file mapped again, read-only, by us; the mapping stays
+    /// valid after a `dlclose` unmaps the module, until the last snapshot using it is freed.
+    /// Only the pages the unwinder reads become resident.
+    Mapped { map: Arc<FileMapping>, start: usize, len: usize },
+    /// Where the file could not be mapped, or is not the one loaded (replaced on disk).
+    Copied(Arc<[u8]>),
+}
+
+/// A private read-only mapping of part of a file, unmapped when dropped.
+#[derive(Debug)]
+pub struct FileMapping {
+    addr: usize,
+    len: usize,
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: addr/len are exactly a mapping made by `map_file_range` and owned by self;
+        // nothing borrows it any more (the last SectionBytes holding it is being dropped).
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+    }
+}
+
+impl std::fmt::Debug for SectionBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            SectionBytes::InPlace(_) => "in place",
+            SectionBytes::Mapped { .. } => "mapped from its file",
+            SectionBytes::Copied(_) => "copied",
+        };
+        write!(f, "{} bytes {kind}", self.len())
+    }
 }
 
 impl Default for SectionBytes {
@@ -32,8 +64,11 @@ impl Deref for SectionBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            SectionBytes::Copied(bytes) => bytes,
             SectionBytes::InPlace(bytes) => bytes,
+            // SAFETY: start + len lies inside the mapping (checked when it was made), which
+            // lives as long as the Arc we hold.
+            SectionBytes::Mapped { map, start, len } => unsafe { std::slice::from_raw_parts((map.addr + start) as *const u8, *len) },
+            SectionBytes::Copied(bytes) => bytes,
         }
     }
 }
@@ -140,11 +175,11 @@ pub fn read_all() -> Vec<ModuleInfo> {
     ) -> libc::c_int {
         // SAFETY: valid for the duration of the callback; data is our Walk.
         let (info, walk) = unsafe { (&*info, &mut *(data as *mut Walk)) };
-        let in_place = walk.index < walk.startup;
+        let source = if walk.index < walk.startup { Source::InPlace } else { Source::File(&walk.files) };
         walk.index += 1;
         // SAFETY: the loader guarantees the program headers and mapped segments are valid while
         // the callback runs, and for the first `startup` entries until the process ends.
-        if let Some(module) = unsafe { read_module(info, in_place) } {
+        if let Some(module) = unsafe { read_module(info, source) } {
             walk.modules.push(module);
         }
         0
@@ -153,17 +188,18 @@ pub fn read_all() -> Vec<ModuleInfo> {
         modules: Vec<ModuleInfo>,
         index: usize,
         startup: usize,
+        files: Vec<MappedFile>,
     }
-    let mut walk = Walk { modules: Vec::new(), index: 0, startup: STARTUP_MODULES.load(Ordering::Relaxed) };
+    let mut walk = Walk { modules: Vec::new(), index: 0, startup: STARTUP_MODULES.load(Ordering::Relaxed), files: mapped_files() };
     // SAFETY: the callback only touches the Walk we pass, during the call.
     unsafe { libc::dl_iterate_phdr(Some(collect), (&mut walk as *mut Walk).cast()) };
     walk.modules
 }
 
 /// # Safety
-/// `info` must come from dl_iterate_phdr, inside its callback; `in_place` only for a module
-/// that stays loaded until the process ends.
-unsafe fn read_module(info: &libc::dl_phdr_info, in_place: bool) -> Option<ModuleInfo> {
+/// `info` must come from dl_iterate_phdr, inside its callback; `Source::InPlace` only for a
+/// module that stays loaded until the process ends.
+unsafe fn read_module(info: &libc::dl_phdr_info, source: Source) -> Option<ModuleInfo> {
     let bias = info.dlpi_addr;
     // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
     let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
@@ -180,7 +216,13 @@ unsafe fn read_module(info: &libc::dl_phdr_info, in_place: bool) -> Option<Modul
     // SAFETY: forwarded from our caller's contract.
     let build_id = unsafe { read_build_id(bias, phdrs) }.unwrap_or_default();
     // SAFETY: as above.
-    let (eh_frame_hdr, eh_frame) = unsafe { read_unwind_sections(bias, phdrs, in_place) };
+    let file = match source {
+        Source::InPlace => None,
+        // By address: the loader's name and the kernel's may differ (`/lib/…` and `/usr/lib/…`
+        // through a symbolic link); the kernel's is the file itself.
+        Source::File(files) => Some(files.iter().find(|f| f.range.contains(&text_avma.start))),
+    };
+    let (eh_frame_hdr, eh_frame) = unsafe { read_unwind_sections(bias, phdrs, file) };
     Some(ModuleInfo { path, bias, text_avma, text_file_offset, build_id, eh_frame_hdr, eh_frame })
 }
 
@@ -230,38 +272,133 @@ unsafe fn read_build_id(bias: u64, phdrs: &[libc::Elf64_Phdr]) -> Option<String>
     None
 }
 
-/// `.eh_frame_hdr` (the PT_GNU_EH_FRAME segment) and the `.eh_frame` section it points to,
-/// copied or (`in_place`) as mapped. The section's length is found by walking its records up
-/// to the zero terminator, never past the end of the loaded segment that contains it.
+/// `.eh_frame_hdr` (the PT_GNU_EH_FRAME segment) and the `.eh_frame` section it points to:
+/// in place (`file` None), else from a mapping of the module's `file` of our own (when it is
+/// the file the module was loaded from), else copied. `.eh_frame` is given up to the end of
+/// its segment: the unwinder finds its entries through the header's table and stops at the
+/// section's zero terminator, so its exact length is not needed, and finding it would read
+/// (and make resident) every page of it.
 ///
 /// # Safety
-/// The segments described by `phdrs` must be mapped at `bias + p_vaddr`; with `in_place`,
-/// until the process ends.
+/// The segments described by `phdrs` must be mapped at `bias + p_vaddr`; in place, until the
+/// process ends.
 #[allow(clippy::type_complexity)]
 unsafe fn read_unwind_sections(
     bias: u64,
     phdrs: &[libc::Elf64_Phdr],
-    in_place: bool,
+    file: Option<Option<&MappedFile>>,
 ) -> (Option<(Range<u64>, SectionBytes)>, Option<(Range<u64>, SectionBytes)>) {
     let Some(hdr_ph) = phdrs.iter().find(|p| p.p_type == libc::PT_GNU_EH_FRAME) else {
         return (None, None);
     };
-    let keep = |bytes: &'static [u8]| if in_place { SectionBytes::InPlace(bytes) } else { SectionBytes::Copied(bytes.into()) };
     let hdr_svma = hdr_ph.p_vaddr..hdr_ph.p_vaddr + hdr_ph.p_memsz;
-    // SAFETY: PT_GNU_EH_FRAME lies in a loaded, readable segment; the 'static lifetime is
-    // only kept (`keep`) for a module that is never unmapped, else the bytes are copied now.
+    // SAFETY: PT_GNU_EH_FRAME lies in a loaded, readable segment. The 'static lifetime is
+    // only kept for a module that is never unmapped (in place); otherwise the slice is read
+    // before this returns (its first bytes, or a copy), while the loader keeps it mapped.
     let hdr: &'static [u8] = unsafe { std::slice::from_raw_parts((bias + hdr_svma.start) as *const u8, hdr_ph.p_memsz as usize) };
-    let eh_frame = eh_frame_start(&hdr, hdr_svma.start).and_then(|start_svma| {
-        let segment = phdrs.iter().find(|p| {
-            p.p_type == libc::PT_LOAD && p.p_vaddr <= start_svma && start_svma < p.p_vaddr + p.p_memsz
-        })?;
-        let available = (segment.p_vaddr + segment.p_memsz - start_svma) as usize;
-        // SAFETY: [start, start+available) is inside the loaded segment; 'static as above.
-        let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts((bias + start_svma) as *const u8, available) };
-        let len = eh_frame_length(bytes);
-        Some((start_svma..start_svma + len as u64, keep(&bytes[..len])))
-    });
-    (Some((hdr_svma, keep(hdr))), eh_frame)
+    let Some(start_svma) = eh_frame_start(hdr, hdr_svma.start) else {
+        return (None, None);
+    };
+    let Some(segment) = phdrs.iter().find(|p| p.p_type == libc::PT_LOAD && p.p_vaddr <= start_svma && start_svma < p.p_vaddr + p.p_filesz) else {
+        return (None, None);
+    };
+    let eh_svma = start_svma..segment.p_vaddr + segment.p_filesz;
+    // SAFETY: inside the loaded segment's file-backed part; 'static as above.
+    let eh: &'static [u8] = unsafe { std::slice::from_raw_parts((bias + start_svma) as *const u8, (eh_svma.end - eh_svma.start) as usize) };
+    let hdr_file = hdr_ph.p_offset..hdr_ph.p_offset + hdr_ph.p_filesz;
+    let eh_file = segment.p_offset + (start_svma - segment.p_vaddr)..segment.p_offset + segment.p_filesz;
+    let (hdr_bytes, eh_bytes) = match file {
+        None => (SectionBytes::InPlace(hdr), SectionBytes::InPlace(eh)),
+        Some(file) => match file.and_then(|f| map_sections(f, hdr_file, eh_file, hdr)) {
+            Some(mapped) => mapped,
+            None => (SectionBytes::Copied(hdr.into()), SectionBytes::Copied(eh[..eh_frame_length(eh)].into())),
+        },
+    };
+    let eh_svma = eh_svma.start..eh_svma.start + eh_bytes.len() as u64;
+    (Some((hdr_svma, hdr_bytes)), Some((eh_svma, eh_bytes)))
+}
+
+/// Where a module reads its sections from (see `read_unwind_sections`).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    InPlace,
+    File(&'a [MappedFile]),
+}
+
+/// A file mapped in this process, as /proc/self/maps lists it: which file (device and inode)
+/// and where.
+pub struct MappedFile {
+    path: String,
+    range: Range<u64>,
+    dev: (u32, u32),
+    inode: u64,
+}
+
+/// The file mappings of this process (empty if /proc/self/maps cannot be read: every
+/// dlopened module's unwind data is then copied).
+fn mapped_files() -> Vec<MappedFile> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return Vec::new() };
+    maps.lines()
+        .filter_map(|line| {
+            let mut it = line.split_ascii_whitespace();
+            let (range, _perms, _offset, dev, inode) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+            let path = it.next()?;
+            let (a, b) = range.split_once('-')?;
+            let (major, minor) = dev.split_once(':')?;
+            Some(MappedFile {
+                path: path.to_string(),
+                range: u64::from_str_radix(a, 16).ok()?..u64::from_str_radix(b, 16).ok()?,
+                dev: (u32::from_str_radix(major, 16).ok()?, u32::from_str_radix(minor, 16).ok()?),
+                inode: inode.parse().ok()?,
+            })
+        })
+        .filter(|f| f.inode != 0)
+        .collect()
+}
+
+/// Maps the file ranges of both sections from the module's file, after checking the file at
+/// that path is still the loaded one.
+fn map_sections(file: &MappedFile, hdr: Range<u64>, eh: Range<u64>, loaded_hdr: &[u8]) -> Option<(SectionBytes, SectionBytes)> {
+    let first = hdr.start.min(eh.start);
+    let last = hdr.end.max(eh.end);
+    if last - first > 256 << 20 {
+        return None;
+    }
+    let (map, lead) = map_file_range(file, first..last)?;
+    let map = Arc::new(map);
+    let at = |offset: u64| lead + (offset - first) as usize;
+    let hdr_bytes = SectionBytes::Mapped { map: map.clone(), start: at(hdr.start), len: (hdr.end - hdr.start) as usize };
+    // The device and inode say it is the same file; its header's first bytes (encodings, the
+    // pointer to `.eh_frame`, the table's length) say it was not rewritten in place. (All of
+    // it would fault in every page of the loaded header.)
+    let head = loaded_hdr.len().min(16);
+    if hdr_bytes[..head] != loaded_hdr[..head] {
+        return None;
+    }
+    Some((hdr_bytes, SectionBytes::Mapped { map, start: at(eh.start), len: (eh.end - eh.start) as usize }))
+}
+
+/// A read-only private mapping of `range` of `file` (offsets into the file) from the page
+/// that holds its start, and where in it the range starts; None if the file cannot be
+/// opened, is another file than the one mapped (replaced on disk), or is shorter than the
+/// range.
+fn map_file_range(file: &MappedFile, range: Range<u64>) -> Option<(FileMapping, usize)> {
+    use std::os::unix::fs::MetadataExt;
+    let f = std::fs::File::open(&file.path).ok()?;
+    let meta = f.metadata().ok()?;
+    let dev = meta.dev();
+    if (libc::major(dev), libc::minor(dev)) != file.dev || meta.ino() != file.inode || meta.len() < range.end {
+        return None;
+    }
+    let page = 4096u64;
+    let offset = range.start / page * page;
+    let len = (range.end - offset) as usize;
+    // SAFETY: a new private read-only mapping of an open file; no existing memory is affected.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, std::os::fd::AsRawFd::as_raw_fd(&f), offset as libc::off_t) };
+    if addr == libc::MAP_FAILED {
+        return None;
+    }
+    Some((FileMapping { addr: addr as usize, len }, (range.start - offset) as usize))
 }
 
 /// Decodes `eh_frame_ptr` from an `.eh_frame_hdr` (version 1; the common pcrel sdata4 encoding,
@@ -329,6 +466,22 @@ mod tests {
         assert!(!libc_module.build_id.is_empty());
         let here = reads_this_process_modules_with_unwind_data as *const () as u64;
         assert!(modules.iter().any(|m| m.text_avma.contains(&here)));
+    }
+
+    #[test]
+    fn modules_not_loaded_at_start_up_read_their_own_file_mapping() {
+        // In the test binary the library is not preloaded: no module counts as start-up.
+        let modules = read_all();
+        let libc_module = modules.iter().find(|m| m.path.contains("libc.so")).expect("libc loaded");
+        let (svma, hdr) = libc_module.eh_frame_hdr.as_ref().unwrap();
+        assert!(matches!(hdr, SectionBytes::Mapped { .. }), "{hdr:?}");
+        // SAFETY: libc stays loaded; its header is mapped at bias + svma.
+        let loaded = unsafe { std::slice::from_raw_parts((libc_module.bias + svma.start) as *const u8, hdr.len()) };
+        assert_eq!(&hdr[..], loaded);
+        let (eh_svma, eh) = libc_module.eh_frame.as_ref().unwrap();
+        // SAFETY: as above, and the range ends inside libc's read-only segment.
+        let loaded = unsafe { std::slice::from_raw_parts((libc_module.bias + eh_svma.start) as *const u8, eh.len()) };
+        assert_eq!(&eh[..], loaded);
     }
 
     #[test]
