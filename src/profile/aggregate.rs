@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::heap::{self, HeapEvent, LiveHeap, LIVE_HEAP};
-use super::python_lock_site::SourceLines;
+use super::python_lock_site::SiteNames;
 
 use crate::collect::ring::{Header, Kind};
 
@@ -79,7 +79,7 @@ pub struct Aggregator {
     /// Python locks by address: their names from where they were made (kept across periods),
     /// and whether a wait on them was recorded.
     lock_sites: HashMap<u64, LockSite>,
-    sources: SourceLines,
+    site_names: SiteNames,
 }
 
 /// Python locks whose names are kept; past this, the locks no wait was recorded on are
@@ -130,7 +130,7 @@ impl Aggregator {
             last_wall_stack: HashMap::new(),
             last_cpu_stack: HashMap::new(),
             lock_sites: HashMap::new(),
-            sources: SourceLines::default(),
+            site_names: SiteNames::default(),
             own_text: own_text(),
         }
     }
@@ -276,7 +276,7 @@ impl Aggregator {
                 site.waited_on = false;
             }
         }
-        let name = super::python_lock_site::name(frames, &mut self.sources);
+        let name = super::python_lock_site::name(frames, &mut self.site_names);
         self.lock_sites.insert(lock, LockSite { name, created, waited_on: false });
     }
 

@@ -23,11 +23,11 @@ const MAX_LINE: usize = 400;
 /// Lock names by creation site (file, line): one shared string per site, however many locks
 /// are made there (a service makes a lock or two for every request, at a few sites).
 #[derive(Default)]
-pub struct SourceLines {
+pub struct SiteNames {
     sites: HashMap<(String, u32), Arc<str>>,
 }
 
-impl SourceLines {
+impl SiteNames {
     fn site_name(&mut self, file: &str, line: u32) -> Arc<str> {
         if let Some(name) = self.sites.get(&(file.to_string(), line)) {
             return name.clone();
@@ -56,14 +56,14 @@ fn read_line(file: &str, line: u32) -> Option<String> {
 }
 
 /// The lock's name from its creation stack (merged frame words, leaf first).
-pub fn name(frames: &[u64], sources: &mut SourceLines) -> Option<Arc<str>> {
+pub fn name(frames: &[u64], site_names: &mut SiteNames) -> Option<Arc<str>> {
     let python: Vec<super::symbolize::Frame> = frames
         .iter()
         .filter(|&&w| w & PYTHON_FRAME_TAG != 0 && w & OMITTED_TAG == 0)
         .filter_map(|&w| python_frames::describe(w))
         .collect();
     let site = python.iter().find(|f| !in_python_library(&f.file)).or(python.first())?;
-    Some(sources.site_name(&site.file, site.line))
+    Some(site_names.site_name(&site.file, site.line))
 }
 
 /// Python's own library (not site-packages): the place a program's lock is made on its
@@ -141,12 +141,12 @@ mod tests {
         std::fs::write(&path, "import threading\r\ncache_lock = threading.Lock()\nprint(1)\n").unwrap();
         let file = path.to_str().unwrap();
         let base = path.file_name().unwrap().to_str().unwrap();
-        let mut sources = SourceLines::default();
-        let first = sources.site_name(file, 2);
+        let mut names = SiteNames::default();
+        let first = names.site_name(file, 2);
         assert_eq!(&*first, format!("{base}:2 cache_lock"));
-        assert!(Arc::ptr_eq(&first, &sources.site_name(file, 2)));
-        assert_eq!(&*sources.site_name(file, 3), format!("{base}:3"));
-        assert_eq!(&*sources.site_name(file, 99), format!("{base}:99"));
+        assert!(Arc::ptr_eq(&first, &names.site_name(file, 2)));
+        assert_eq!(&*names.site_name(file, 3), format!("{base}:3"));
+        assert_eq!(&*names.site_name(file, 99), format!("{base}:99"));
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -277,30 +277,12 @@ fn lookup_in_symbol_table(bz: &BzSymbolizer, file: &Path, addrs: &[u64], bias: u
 /// Splits sorted `addrs` into groups, one per file mapped at them (plus one for the rest), using
 /// `/proc/self/maps`. `None` if the maps cannot be read.
 fn group_by_file(addrs: &[u64]) -> Option<Vec<Vec<u64>>> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
-    for line in maps.lines() {
-        let mut it = line.split_ascii_whitespace();
-        let (Some(range), Some(_perms), Some(_off), Some(_dev), Some(_inode)) =
-            (it.next(), it.next(), it.next(), it.next(), it.next())
-        else {
-            continue;
-        };
-        let path = it.next().unwrap_or("");
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
-            continue;
-        };
-        ranges.push((a, b, path));
-    }
-    ranges.sort_unstable_by_key(|r| r.0);
+    let files = crate::sample::modules::mapped_files()?;
     let mut groups: HashMap<&str, Vec<u64>> = HashMap::new();
     for &addr in addrs {
-        let i = ranges.partition_point(|r| r.0 <= addr);
-        let path = match i.checked_sub(1).map(|i| ranges[i]) {
-            Some((_, end, path)) if addr < end => path,
+        let i = files.partition_point(|f| f.range.start <= addr);
+        let path = match i.checked_sub(1).map(|i| &files[i]) {
+            Some(f) if addr < f.range.end => f.path.as_str(),
             _ => "",
         };
         groups.entry(path).or_default().push(addr);

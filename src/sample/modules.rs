@@ -1,13 +1,14 @@
 //! Cold side: the list of loaded ELF modules, read with `dl_iterate_phdr`, with what the
-//! unwinder needs (a private copy of `.eh_frame_hdr`/`.eh_frame`) and what pprof mappings
-//! need (path, executable range, file offset, GNU build id).
+//! unwinder needs (`.eh_frame_hdr`/`.eh_frame`) and what pprof mappings need (path,
+//! executable range, file offset, GNU build id).
 //!
-//! The unwind data of a module that can be unloaded is copied, so that a library unloaded by
-//! `dlclose` can never leave the signal handler reading unmapped memory. The modules loaded
-//! at start-up — the program, the preloaded libraries and their dependencies — are never
-//! unloaded (glibc unloads only objects that `dlopen` loaded; musl unloads nothing): their
-//! unwind data is read in place, as the loader mapped it, which saves a copy of every byte of
-//! it (1.7 MiB in a Flask worker) and touches only the pages the unwinder reads.
+//! The signal handler must never read unmapped memory, and `dlclose` unmaps a module. The
+//! modules loaded at start-up — the program, the preloaded libraries and their dependencies —
+//! are never unloaded (glibc unloads only objects that `dlopen` loaded; musl unloads nothing):
+//! their unwind data is read in place, as the loader mapped it. Of the others, the sections
+//! are read from a mapping of the module's file made here, which a `dlclose` leaves alone
+//! (copied where that cannot be made). Neither copies every byte (1.7 MiB in a Flask worker),
+//! and only the pages the unwinder reads become resident.
 
 use std::ffi::CStr;
 use std::ops::{Deref, Range};
@@ -98,6 +99,19 @@ pub fn note_startup_modules() {
     }
 }
 
+/// The executable segments of a module: actual address range and file offset of each.
+///
+/// # Safety
+/// `info` must come from dl_iterate_phdr, inside its callback.
+unsafe fn executable_segments(info: &libc::dl_phdr_info) -> impl Iterator<Item = (Range<u64>, u64)> + '_ {
+    // SAFETY: dlpi_phdr points at dlpi_phnum program headers (the caller's contract).
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    phdrs
+        .iter()
+        .filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0)
+        .map(|p| (info.dlpi_addr + p.p_vaddr..info.dlpi_addr + p.p_vaddr + p.p_memsz, p.p_offset))
+}
+
 /// The number of modules loaded, and the position among them of the one holding this code.
 fn walk_for_own_index() -> (usize, Option<usize>) {
     struct Walk {
@@ -108,12 +122,8 @@ fn walk_for_own_index() -> (usize, Option<usize>) {
     unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
         // SAFETY: valid for the callback's duration; data is our Walk.
         let (info, walk) = unsafe { (&*info, &mut *(data as *mut Walk)) };
-        // SAFETY: dlpi_phdr points at dlpi_phnum headers.
-        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
-        let holds_here = phdrs.iter().any(|p| {
-            p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0 && (info.dlpi_addr + p.p_vaddr..info.dlpi_addr + p.p_vaddr + p.p_memsz).contains(&walk.here)
-        });
-        if holds_here {
+        // SAFETY: inside dl_iterate_phdr's callback.
+        if unsafe { executable_segments(info) }.any(|(range, _)| range.contains(&walk.here)) {
             walk.own = Some(walk.count);
         }
         walk.count += 1;
@@ -135,7 +145,7 @@ pub struct ModuleInfo {
     /// File offset of the first executable segment (for pprof mappings).
     pub text_file_offset: u64,
     pub build_id: String,
-    /// Stated (file) address ranges and private copies of the unwind sections.
+    /// Stated (file) address ranges and the bytes of the unwind sections.
     pub eh_frame_hdr: Option<(Range<u64>, SectionBytes)>,
     pub eh_frame: Option<(Range<u64>, SectionBytes)>,
 }
@@ -190,7 +200,7 @@ pub fn read_all() -> Vec<ModuleInfo> {
         startup: usize,
         files: Vec<MappedFile>,
     }
-    let mut walk = Walk { modules: Vec::new(), index: 0, startup: STARTUP_MODULES.load(Ordering::Relaxed), files: mapped_files() };
+    let mut walk = Walk { modules: Vec::new(), index: 0, startup: STARTUP_MODULES.load(Ordering::Relaxed), files: mapped_files().unwrap_or_default() };
     // SAFETY: the callback only touches the Walk we pass, during the call.
     unsafe { libc::dl_iterate_phdr(Some(collect), (&mut walk as *mut Walk).cast()) };
     walk.modules
@@ -203,25 +213,19 @@ unsafe fn read_module(info: &libc::dl_phdr_info, source: Source) -> Option<Modul
     let bias = info.dlpi_addr;
     // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
     let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
-    let mut text: Option<(Range<u64>, u64)> = None;
-    for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0) {
-        let range = bias + ph.p_vaddr..bias + ph.p_vaddr + ph.p_memsz;
-        text = Some(match text {
-            None => (range, ph.p_offset),
-            Some((r, off)) => (r.start.min(range.start)..r.end.max(range.end), off),
-        });
-    }
-    let (text_avma, text_file_offset) = text?;
+    // SAFETY: forwarded from our caller's contract.
+    let (text_avma, text_file_offset) = unsafe { executable_segments(info) }
+        .reduce(|(all, offset), (range, _)| (all.start.min(range.start)..all.end.max(range.end), offset))?;
     let path = module_path(info);
     // SAFETY: forwarded from our caller's contract.
     let build_id = unsafe { read_build_id(bias, phdrs) }.unwrap_or_default();
-    // SAFETY: as above.
     let file = match source {
         Source::InPlace => None,
         // By address: the loader's name and the kernel's may differ (`/lib/…` and `/usr/lib/…`
         // through a symbolic link); the kernel's is the file itself.
         Source::File(files) => Some(files.iter().find(|f| f.range.contains(&text_avma.start))),
     };
+    // SAFETY: forwarded from our caller's contract (in place only for a start-up module).
     let (eh_frame_hdr, eh_frame) = unsafe { read_unwind_sections(bias, phdrs, file) };
     Some(ModuleInfo { path, bias, text_avma, text_file_offset, build_id, eh_frame_hdr, eh_frame })
 }
@@ -325,20 +329,21 @@ enum Source<'a> {
     File(&'a [MappedFile]),
 }
 
-/// A file mapped in this process, as /proc/self/maps lists it: which file (device and inode)
-/// and where.
+/// A mapping of this process with a name, as /proc/self/maps lists it: where, and which file
+/// (device and inode; 0 for `[heap]`, `[vdso]`…).
 pub struct MappedFile {
-    path: String,
-    range: Range<u64>,
+    pub path: String,
+    pub range: Range<u64>,
     dev: (u32, u32),
     inode: u64,
 }
 
-/// The file mappings of this process (empty if /proc/self/maps cannot be read: every
-/// dlopened module's unwind data is then copied).
-fn mapped_files() -> Vec<MappedFile> {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return Vec::new() };
-    maps.lines()
+/// The named mappings of this process, in address order; None if /proc/self/maps cannot be
+/// read.
+pub fn mapped_files() -> Option<Vec<MappedFile>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let files = maps
+        .lines()
         .filter_map(|line| {
             let mut it = line.split_ascii_whitespace();
             let (range, _perms, _offset, dev, inode) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
@@ -352,8 +357,8 @@ fn mapped_files() -> Vec<MappedFile> {
                 inode: inode.parse().ok()?,
             })
         })
-        .filter(|f| f.inode != 0)
-        .collect()
+        .collect();
+    Some(files)
 }
 
 /// Maps the file ranges of both sections from the module's file, after checking the file at
@@ -507,16 +512,9 @@ pub fn text_range_containing(addr: u64) -> Option<Range<u64>> {
     unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
         // SAFETY: valid for the callback's duration; data is our Search.
         let (info, search) = unsafe { (&*info, &mut *(data as *mut Search)) };
-        // SAFETY: dlpi_phdr points at dlpi_phnum headers.
-        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
-        for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0) {
-            let range = info.dlpi_addr + ph.p_vaddr..info.dlpi_addr + ph.p_vaddr + ph.p_memsz;
-            if range.contains(&search.addr) {
-                search.found = Some(range);
-                return 1;
-            }
-        }
-        0
+        // SAFETY: inside dl_iterate_phdr's callback.
+        search.found = unsafe { executable_segments(info) }.map(|(range, _)| range).find(|range| range.contains(&search.addr));
+        search.found.is_some() as libc::c_int
     }
     let mut search = Search { addr, found: None };
     // SAFETY: the callback only writes through the pointer we pass.
