@@ -233,8 +233,10 @@ impl Aggregator {
         &frames[skip..]
     }
 
-    /// Called after each drain: applies the drain's alloc/free events to the live heap.
+    /// Called after each drain: applies the drain's alloc/free events to the live heap; the
+    /// next drain checks cached Python code objects again.
     pub fn end_drain(&mut self) {
+        super::python_frames::next_drain();
         self.apply_wall_events(false);
         let events = std::mem::take(&mut self.heap_events);
         if events.is_empty() {

@@ -86,6 +86,12 @@ pub(crate) fn after_fork_in_child() {
     crate::fork_safe::keep_if_consistent(&COLD);
 }
 
+/// A drain of the ring begins: cached code objects are looked at again before they are
+/// trusted (see `CodeCache::next_drain`).
+pub fn next_drain() {
+    with_cold(|c| c.codes.next_drain());
+}
+
 /// Code objects that do not look like code objects, in bulk, mean a layout this build does
 /// not understand: Python frames are then disabled (one warning) and the cache dropped.
 pub fn check_health() {

@@ -4,7 +4,8 @@
 //! (every 100 ms), while the functions they belong to are almost always still alive. Each one
 //! is checked (`ob_type == &PyCode_Type`, strings are `str`, tables are `bytes`) before it is
 //! trusted. A cached entry is re-checked against the object's identity (name, file and line
-//! table pointers, first line) once it is older than `RECHECK`, so an address reused by
+//! table pointers, first line) in each drain of the ring that uses it, and within a drain once it
+//! is older than `RECHECK`, so an address reused by
 //! another code object is noticed; an entry whose object has just become unreadable is still
 //! used for a short while (`STILL_TRUSTED`), for the samples drained after the interpreter
 //! has finalized. Finalization itself waits for one last drain (`exit_drain.rs`), so the
@@ -45,6 +46,8 @@ pub enum Resolved {
 struct CodeInfo {
     ident: [u64; 5],
     checked: Instant,
+    /// The drain it was last checked in (see `CodeCache::next_drain`).
+    checked_in: u64,
     name: Arc<str>,
     file: Arc<str>,
     first_line: i32,
@@ -56,23 +59,28 @@ struct CodeInfo {
 #[derive(Default)]
 pub struct CodeCache {
     codes: HashMap<u64, CodeInfo>,
+    drain: u64,
 }
 
 impl CodeCache {
     pub fn resolve(&mut self, t: &Target, code: u64, offset: i64, generator: bool) -> Resolved {
+        let drain = self.drain;
         let fresh = self
             .codes
             .get(&code)
-            .is_some_and(|c| c.checked.elapsed() < RECHECK);
+            .is_some_and(|c| c.checked_in == drain && c.checked.elapsed() < RECHECK);
         if !fresh {
             let Some(header) = read_header(t, code) else {
                 return self.gone(t, code, offset, generator);
             };
             let ident = identity(t, &header);
             match self.codes.get_mut(&code) {
-                Some(c) if c.ident == ident => c.checked = Instant::now(),
+                Some(c) if c.ident == ident => {
+                    c.checked = Instant::now();
+                    c.checked_in = drain;
+                }
                 _ => {
-                    let Some(info) = decode(t, &header, ident) else {
+                    let Some(info) = decode(t, &header, ident, drain) else {
                         return self.gone(t, code, offset, generator);
                     };
                     if self.codes.len() >= MAX_CODES {
@@ -128,6 +136,14 @@ impl CodeCache {
     pub fn clear(&mut self) {
         self.codes.clear();
     }
+
+    /// A new drain of the ring begins. An entry is trusted without a new look only within the
+    /// drain that checked it: a code object freed after one drain and another made at its
+    /// address before the next (a module's code compiled where start-up code was) would
+    /// otherwise lend its name to the new one's frames for up to `RECHECK`.
+    pub fn next_drain(&mut self) {
+        self.drain += 1;
+    }
 }
 
 /// The code object's fixed part, if `code` is a code object.
@@ -159,7 +175,7 @@ fn identity(t: &Target, header: &[u8]) -> [u64; 5] {
     ]
 }
 
-fn decode(t: &Target, header: &[u8], ident: [u64; 5]) -> Option<CodeInfo> {
+fn decode(t: &Target, header: &[u8], ident: [u64; 5], drain: u64) -> Option<CodeInfo> {
     let l = t.layout;
     let name_ptr = if l.code_qualname != ABSENT {
         ident[1]
@@ -178,6 +194,7 @@ fn decode(t: &Target, header: &[u8], ident: [u64; 5]) -> Option<CodeInfo> {
     Some(CodeInfo {
         ident,
         checked: Instant::now(),
+        checked_in: drain,
         name: name.into(),
         file: file.into(),
         first_line,
