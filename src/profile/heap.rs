@@ -18,7 +18,7 @@ use super::sample_key::SampleKey;
 /// With sampling probability p = 1 − exp(−size/T): count 1/p, bytes size/p.
 pub fn weights(size: u64, mean_interval: u64) -> (f64, f64) {
     let size = size.max(1) as f64;
-    let p = -(-size / mean_interval.max(1) as f64).exp_m1();
+    let p = -libm::expm1(-size / mean_interval.max(1) as f64);
     (1.0 / p, size / p)
 }
 

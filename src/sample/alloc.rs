@@ -106,7 +106,7 @@ pub fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
 
 fn draw_interval() -> i64 {
     let mean = MEAN_INTERVAL.load(Ordering::Relaxed) as f64;
-    let bytes = -thread::uniform().ln() * mean;
+    let bytes = -libm::log(thread::uniform()) * mean;
     (bytes as i64).max(1)
 }
 

@@ -61,8 +61,8 @@ fn draw_gap() -> i64 {
     if n <= 1 {
         return 1;
     }
-    let ln_keep = (-1.0 / n as f64).ln_1p();
-    ((thread::uniform().ln() / ln_keep).ceil() as i64).max(1)
+    let ln_keep = libm::log1p(-1.0 / n as f64);
+    ((libm::log(thread::uniform()) / ln_keep).ceil() as i64).max(1)
 }
 
 /// Records a sampled throw with the calling thread's stack; `type_word` is what the cold side

@@ -207,7 +207,7 @@ fn draw_gap() -> i64 {
     if ln_keep >= 0.0 {
         return 1; // N = 1
     }
-    let gap = (thread::uniform().ln() / ln_keep).ceil();
+    let gap = (libm::log(thread::uniform()) / ln_keep).ceil();
     (gap as i64).max(1)
 }
 
@@ -216,14 +216,14 @@ fn ln_keep(every: u64) -> f64 {
     if every <= 1 {
         0.0
     } else {
-        (-1.0 / every as f64).ln_1p()
+        libm::log1p(-1.0 / every as f64)
     }
 }
 
 /// Nanoseconds until the next sample point: exponential with mean T.
 fn draw_time_interval() -> i64 {
     let mean = WAIT_INTERVAL_NS.load(Ordering::Relaxed) as f64;
-    ((-thread::uniform().ln() * mean) as i64).max(1)
+    ((-libm::log(thread::uniform()) * mean) as i64).max(1)
 }
 
 /// Counts `ns` down a per-thread exponential countdown (`left`, `started`); true when it
