@@ -624,10 +624,12 @@ def service_run(variant):
             res["cpu_us"] = (sum(cpu_ticks(w) for w in workers) - ticks) / os.sysconf("SC_CLK_TCK") / res["requests"] * 1e6
             hwm = [status_kib(w, "VmHWM") for w in workers]
             rss = [status_kib(w, "VmRSS") for w in workers]
-            if None in hwm or None in rss:
+            anon = [status_kib(w, "RssAnon") for w in workers]
+            if None in hwm or None in rss or None in anon:
                 raise RuntimeError(f"a gunicorn worker ({variant}) exited during the run")
             res["hwm_mib"] = statistics.mean(hwm) / 1024
             res["rss_mib"] = statistics.mean(rss) / 1024
+            res["anon_mib"] = statistics.mean(anon) / 1024
             return res
         finally:
             if server.poll() is None:
@@ -728,6 +730,9 @@ def bench_service():
             f"{e['hwm_mib'] - b['hwm_mib']:+.1f} MiB", "≤ 8 MiB over bare", yes_no(e["hwm_mib"] - b["hwm_mib"] <= 8))
     add_row("  same, steady (VmRSS at the end of the run)", "worker RSS, MiB", b["rss_mib"], e["rss_mib"], None,
             f"{e['rss_mib'] - b['rss_mib']:+.1f} MiB", "≤ 8 MiB over bare", yes_no(e["rss_mib"] - b["rss_mib"] <= 8))
+    add_row("  same, steady, anonymous memory only (RssAnon: heaps, tables, stacks; the rest is file pages)",
+            "worker RssAnon, MiB", b["anon_mib"], e["anon_mib"], None,
+            f"{e['anon_mib'] - b['anon_mib']:+.1f} MiB", "comparison", "—")
     add_row("  same, requests/s", "requests/s (higher is better)", b["rps"], e["rps"], None,
             f"{(e['rps'] / b['rps'] - 1) * 100:+.1f} %", "comparison", "—")
     for v in variants:
@@ -749,7 +754,7 @@ def bench_service():
 
 def run_rss(argv, env, timeout=120):
     """Run argv under bench/maxrss.c, reading the program's VmRSS every 0.1 s; returns (peak
-    RSS KiB: the program's ru_maxrss, last VmRSS read KiB). The launcher runs without the
+    RSS KiB: the program's ru_maxrss, (last VmRSS, last RssAnon) read KiB). The launcher runs without the
     library and hands LD_PRELOAD to the program only; a child of this (Python) process would
     count the ~14 MiB of its fork in ru_maxrss."""
     env = dict(env)
@@ -759,7 +764,7 @@ def run_rss(argv, env, timeout=120):
     with open(err_path, "wb") as err:
         proc = subprocess.Popen([os.path.join(BUILD, "maxrss")] + argv, env=env, stdout=subprocess.DEVNULL,
                                 stderr=err, stdin=subprocess.DEVNULL)
-    last = None
+    last = None  # (VmRSS, RssAnon) KiB
     child = None
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
@@ -770,9 +775,9 @@ def run_rss(argv, env, timeout=120):
             except (OSError, IndexError, ValueError):
                 pass
         if child is not None:
-            rss = status_kib(child, "VmRSS")
-            if rss:  # gone or a zombie: no VmRSS line
-                last = rss
+            rss, anon = status_kib(child, "VmRSS"), status_kib(child, "RssAnon")
+            if rss and anon is not None:  # gone or a zombie: no VmRSS line
+                last = (rss, anon)
         if time.monotonic() > deadline:
             proc.kill()
         time.sleep(0.1)
@@ -787,18 +792,10 @@ def bench_memory_c():
     """Item 2(b) of issue 19: a C program with every profile type, exporting every 0.5 s."""
     prog = [os.path.join(BUILD, "rss_steady"), "4", str(MEM_C_SECONDS)]
     variants = ["without", "with"]
-    stripped = os.path.join(TMP, "libddprof-nodebug.so")
-    if shutil.which("objcopy") and subprocess.run(["objcopy", "--strip-debug", LIB, stripped]).returncode == 0:
-        variants.append("stripped")
     extra = {"DD_PROFILING_UPLOAD_PERIOD": MEM_PERIOD}
 
     def measure(v):
-        if v == "stripped":
-            env = env_for("with", extra)
-            env["LD_PRELOAD"] = stripped
-        else:
-            env = env_for(v, extra if v == "with" else None)
-        peak, last = run_rss(prog, env)
+        peak, last = run_rss(prog, env_for(v, extra if v == "with" else None))
         if last is None:
             raise RuntimeError("rss_steady's RSS could not be read while it ran")
         return peak, last
@@ -809,7 +806,8 @@ def bench_memory_c():
         for v in order.sample(variants, len(variants)):
             samples[v].append(measure(v))
     peak = {v: statistics.median(s[0] for s in samples[v]) / 1024 for v in variants}
-    steady = {v: statistics.median(s[1] for s in samples[v]) / 1024 for v in variants}
+    steady = {v: statistics.median(s[1][0] for s in samples[v]) / 1024 for v in variants}
+    anon = {v: statistics.median(s[1][1] for s in samples[v]) / 1024 for v in variants}
     periods = int(MEM_C_SECONDS / float(MEM_PERIOD))
     add_row(f"C program, every profile type (tests/programs/rss_steady.c, 4 threads, {MEM_C_SECONDS} s), exporting every {MEM_PERIOD} s ({periods} exports)",
             "peak RSS (its ru_maxrss), MiB", peak["without"], peak["with"], None,
@@ -817,12 +815,9 @@ def bench_memory_c():
     add_row("  same, steady (VmRSS at the end of the run)", "RSS, MiB", steady["without"], steady["with"], None,
             f"{steady['with'] - steady['without']:+.1f} MiB", "≤ 3 MiB over bare",
             yes_no(steady["with"] - steady["without"] <= 3))
-    if "stripped" in variants:
-        add_row("  same, peak, library with its debug info stripped (objcopy --strip-debug)", "peak RSS (its ru_maxrss), MiB",
-                peak["without"], peak["stripped"], None, f"{peak['stripped'] - peak['without']:+.1f} MiB", "comparison", "—")
-        add_row("  same, steady, library with its debug info stripped", "RSS, MiB",
-                steady["without"], steady["stripped"], None, f"{steady['stripped'] - steady['without']:+.1f} MiB",
-                "comparison", "—")
+    add_row("  same, steady, anonymous memory only (RssAnon: heap, tables, ring, stacks; the rest is file pages)",
+            "RssAnon, MiB", anon["without"], anon["with"], None, f"{anon['with'] - anon['without']:+.1f} MiB",
+            "comparison", "—")
 
 
 # ---------------------------------------------------------------- main
