@@ -670,7 +670,7 @@ def bench_service():
             log(f"bench: service round {r + 1} {v}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.1f} ms, "
                 f"worker HWM {res['hwm_mib']:.1f} MiB, RSS {res['rss_mib']:.1f} MiB, CPU/request {res['cpu_us']:.0f} µs, "
                 f"errors {res['errors']:.0f}")
-    med = {v: {k: statistics.median(s[k] for s in samples[v]) for k in ("rps", "p99_ms", "hwm_mib", "rss_mib", "cpu_us")}
+    med = {v: {k: statistics.median(s[k] for s in samples[v]) for k in ("rps", "p99_ms", "hwm_mib", "rss_mib", "anon_mib", "cpu_us")}
            for v in variants}
     errors = {v: sum(s["errors"] for s in samples[v]) for v in variants}
     for v, n in errors.items():
