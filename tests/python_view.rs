@@ -78,7 +78,9 @@ fn deep_recursion(py: &Python) {
     let all = samples(&out);
     let recursing: Vec<&Sample> = all.iter().filter(|s| s.value("cpu-samples") > 0 && s.stack.iter().rev().find(|f| f.python).is_some_and(|f| f.function == "recurse" && f.file.ends_with("deep_recursion.py"))).collect();
     let count: i64 = recursing.iter().map(|s| s.value("cpu-samples")).sum();
-    assert!(count >= 300, "only {count} samples in recurse");
+    // 2 s of CPU at 500 Hz is ~1000 samples; on a loaded machine the kernel merges timer
+    // expirations (seen: 148 with two cargo builds beside), and 100 still judge the shares below.
+    assert!(count >= 100, "only {count} samples in recurse");
     let rooted: i64 = recursing.iter().filter(|s| s.stack.first().is_some_and(|f| f.function == "<module>")).map(|s| s.value("cpu-samples")).sum();
     let shown = |s: &Sample| s.stack.iter().map(|f| if f.python { format!("{}:{}", f.function, f.line) } else { f.function.clone() }).collect::<Vec<_>>().join(";");
     let worst = recursing.iter().find(|s| s.stack.first().is_none_or(|f| f.function != "<module>")).map(|s| shown(s)).unwrap_or_default();
