@@ -16,14 +16,15 @@
 //! (`owns`).
 //!
 //! The design is deliberately plain (the cold side allocates little and rarely contends):
-//! size classes from 16 B to 64 KiB, four per doubling (…, 256, 320, 384, 448, 512, …: a
-//! block wastes at most a fifth of itself, where power-of-two classes wasted up to half — 40 %
-//! of the heap of a gunicorn worker, whose sample keys are ~300 bytes), carved from 1 MiB
-//! chunks of one reserved address range (so ownership is a range test) and recycled through
-//! one free list per class, under one lock that yields while it waits. A request aligned to
-//! more than 16 bytes takes the power-of-two class of its alignment or size, whose blocks are
-//! carved aligned to their size; the other classes' blocks are aligned to 16. Rust blocks above 64 KiB get a mapping of their
-//! own, returned to the kernel when freed; C blocks carry a 16-byte header with their size.
+//! size classes from 16 B to 64 KiB, 16 B apart up to 64 B, then four per doubling (…, 256,
+//! 320, 384, 448, 512, …: above 64 B a block wastes less than a fifth of itself, where
+//! power-of-two classes wasted up to half — 40 % of the heap of a gunicorn worker, whose sample
+//! keys are ~300 bytes), carved from 1 MiB chunks of one reserved address range (so ownership
+//! is a range test) and recycled through one free list per class, under one lock that yields
+//! while it waits. A request aligned to more than 16 bytes takes the power-of-two class of its
+//! alignment or size, whose blocks are carved aligned to their size; the other classes' blocks
+//! are aligned to 16. Rust blocks above 64 KiB get a mapping of their own, returned to the
+//! kernel when freed; C blocks carry a 16-byte header with their size.
 //! Small blocks are kept for reuse, so the heap's size is its peak use.
 
 use std::alloc::{GlobalAlloc, Layout};
