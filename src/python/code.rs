@@ -1,17 +1,17 @@
 //! Cold side: code object → (qualified name, file, line of an instruction), with a cache.
 //!
-//! Code objects are read through the fault-proof reader when the exporter drains samples
-//! (every 100 ms), while the functions they belong to are almost always still alive. Each one
-//! is checked (`ob_type == &PyCode_Type`, strings are `str`, tables are `bytes`) before it is
+//! Code objects are read through the fault-proof reader when the exporter drains samples (every
+//! 100 ms), while the functions they belong to are almost always still alive. Each one is
+//! checked (`ob_type == &PyCode_Type`, strings are `str`, tables are `bytes`) before it is
 //! trusted. A cached entry is re-checked against the object's identity (name, file and line
-//! table pointers, first line) in each drain of the ring that uses it, and within a drain once it
-//! is older than `RECHECK`, so an address reused by
-//! another code object is noticed; an entry whose object has just become unreadable is still
-//! used for a short while (`STILL_TRUSTED`), for the samples drained after the interpreter
-//! has finalized. Finalization itself waits for one last drain (`exit_drain.rs`), so the
-//! code a program ran just before it ends is named too. A code object freed within one drain
-//! interval of its samples (a module's top-level code, run once at import) is named as long
-//! as its memory was not reused; otherwise the check fails and its frames are dropped.
+//! table pointers, first line) in each drain of the ring that uses it, and within a drain once
+//! it is older than `RECHECK`, so an address reused by another code object is noticed; an entry
+//! whose object has just become unreadable is still used for a short while (`STILL_TRUSTED`),
+//! for the samples drained after the interpreter has finalized. Finalization itself waits for
+//! one last drain (`exit_drain.rs`), so the code a program ran just before it ends is named
+//! too. A code object freed within one drain interval of its samples (a module's top-level
+//! code, run once at import) is named as long as its memory was not reused; otherwise the check
+//! fails and its frames are dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::collect::live_heap;
 use crate::collect::ring::{Header, Kind};
-use crate::sample::stack;
+use crate::sample::{draw, stack};
 use crate::thread;
 use crate::tls_counter::alloc_bytes_left as countdown;
 
@@ -106,8 +106,7 @@ pub fn on_sample_point(ptr: *mut libc::c_void, size: usize) {
 
 fn draw_interval() -> i64 {
     let mean = MEAN_INTERVAL.load(Ordering::Relaxed) as f64;
-    let bytes = -libm::log(thread::uniform()) * mean;
-    (bytes as i64).max(1)
+    (draw::exponential(mean) as i64).max(1)
 }
 
 fn record_allocation(ptr: *mut libc::c_void, size: usize) {

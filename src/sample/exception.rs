@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::collect::ring::Kind;
-use crate::sample::stack;
+use crate::sample::{draw, stack};
 use crate::thread;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -57,12 +57,7 @@ pub fn enabled() -> bool {
 
 /// Throws until the next sample: geometric with mean N (at least 1).
 fn draw_gap() -> i64 {
-    let n = INTERVAL.load(Ordering::Relaxed);
-    if n <= 1 {
-        return 1;
-    }
-    let ln_keep = libm::log1p(-1.0 / n as f64);
-    ((libm::log(thread::uniform()) / ln_keep).ceil() as i64).max(1)
+    draw::geometric(draw::ln_keep(INTERVAL.load(Ordering::Relaxed)))
 }
 
 /// Records a sampled throw with the calling thread's stack; `type_word` is what the cold side

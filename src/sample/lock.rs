@@ -44,7 +44,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::collect::ring::{Header, Kind};
-use crate::sample::stack;
+use crate::sample::{draw, stack};
 use crate::thread::{self, LOCK_HELD_MAX};
 
 /// Lock profiling is on (set at start-up; until then every hook passes straight through).
@@ -79,7 +79,7 @@ pub enum Waited {
 pub fn configure(enabled: bool, wait_interval_ns: u64, hold_every: u64) {
     WAIT_INTERVAL_NS.store(wait_interval_ns.max(1), Ordering::Relaxed);
     HOLD_EVERY.store(hold_every.max(1), Ordering::Relaxed);
-    HOLD_LN_KEEP.store(ln_keep(hold_every).to_bits(), Ordering::Relaxed);
+    HOLD_LN_KEEP.store(draw::ln_keep(hold_every).to_bits(), Ordering::Relaxed);
     if enabled {
         crate::real_lock::resolve_all();
     }
@@ -203,27 +203,13 @@ fn on_hold_sample_point(lock: usize) {
 /// Acquisitions until the next followed one: geometric on {1, 2, …} with mean N, i.e. every
 /// acquisition is followed with probability 1/N, independently.
 fn draw_gap() -> i64 {
-    let ln_keep = f64::from_bits(HOLD_LN_KEEP.load(Ordering::Relaxed));
-    if ln_keep >= 0.0 {
-        return 1; // N = 1
-    }
-    let gap = (libm::log(thread::uniform()) / ln_keep).ceil();
-    (gap as i64).max(1)
-}
-
-/// ln(1 − 1/N) (0 for N = 1), stored as f64 bits.
-fn ln_keep(every: u64) -> f64 {
-    if every <= 1 {
-        0.0
-    } else {
-        libm::log1p(-1.0 / every as f64)
-    }
+    draw::geometric(f64::from_bits(HOLD_LN_KEEP.load(Ordering::Relaxed)))
 }
 
 /// Nanoseconds until the next sample point: exponential with mean T.
 fn draw_time_interval() -> i64 {
     let mean = WAIT_INTERVAL_NS.load(Ordering::Relaxed) as f64;
-    ((-libm::log(thread::uniform()) * mean) as i64).max(1)
+    (draw::exponential(mean) as i64).max(1)
 }
 
 /// Counts `ns` down a per-thread exponential countdown (`left`, `started`); true when it
@@ -372,21 +358,14 @@ mod tests {
     #[test]
     fn gaps_are_geometric_with_the_configured_mean() {
         // Draws with an explicit N (the static is shared with other tests).
-        let draw = |every: u64| {
-            let k = ln_keep(every);
-            if k >= 0.0 {
-                1
-            } else {
-                ((thread::uniform().ln() / k).ceil() as i64).max(1)
-            }
-        };
+        let gap = |every: u64| draw::geometric(draw::ln_keep(every));
         for every in [1u64, 2, 10, 100] {
             let n = 200_000;
-            let sum: i64 = (0..n).map(|_| draw(every)).sum();
+            let sum: i64 = (0..n).map(|_| gap(every)).sum();
             let mean = sum as f64 / n as f64;
             assert!((mean - every as f64).abs() <= 0.03 * every as f64, "N={every}: mean gap {mean}");
         }
-        assert!((0..1000).all(|_| draw(1) == 1));
+        assert!((0..1000).all(|_| gap(1) == 1));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Hot side: producing samples (timers and the SIGPROF handler, stack capture).
 pub mod alloc;
 pub mod both_ends;
+pub mod draw;
 pub mod exception;
 pub mod lock;
 pub mod modules;
