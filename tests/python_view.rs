@@ -93,9 +93,11 @@ fn deep_recursion(py: &Python) {
     let mut wrong = String::new();
     for s in &recursing {
         let markers: Vec<&Frame> = s.stack.iter().filter(|f| f.function.ends_with(" frames omitted]")).collect();
-        assert_eq!(markers.len(), 1, "{} omitted-frames markers in {}", markers.len(), shown(s));
+        // None in a sample taken while the recursion still descends or already returns (fewer
+        // than 128 frames: seen once in CI on 3.13); it then counts as not exact below.
+        assert!(markers.len() <= 1, "{} omitted-frames markers in {}", markers.len(), shown(s));
         assert!(s.stack.len() <= 128, "{} frames shown (limit 128)", s.stack.len());
-        let omitted: usize = markers[0].function.trim_start_matches('[').split(' ').next().unwrap().parse().unwrap();
+        let omitted: usize = markers.first().map_or(0, |m| m.function.trim_start_matches('[').split(' ').next().unwrap().parse().unwrap());
         let kept = s.stack.iter().filter(|f| f.function == "recurse").count();
         if kept + omitted == DEPTH + 1 {
             exact += s.value("cpu-samples");
