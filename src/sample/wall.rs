@@ -70,6 +70,8 @@ struct Watched {
     confirmed_idle_cpu: Option<u64>,
     /// Top of the thread's stack (0 if unknown), for captures made from the sampler thread.
     stack_hi: u64,
+    /// Its last capture was made from the sampler thread: native frames only.
+    captured_remotely: bool,
 }
 
 /// What a look needs, copied out of the registry.
@@ -84,6 +86,7 @@ struct Look {
     accounted_until: u64,
     confirmed_idle_cpu: Option<u64>,
     stack_hi: u64,
+    captured_remotely: bool,
 }
 
 static WATCHED: crate::yield_lock::Lock<Vec<Watched>> = crate::yield_lock::Lock::new(Vec::new());
@@ -125,6 +128,7 @@ fn register_current_since(tid: i32, since: u64) {
         accounted_until: since,
         confirmed_idle_cpu: None,
         stack_hi: thread::with(|s| s.stack_hi.get() as u64),
+        captured_remotely: false,
     };
     let mut watched = WATCHED.lock();
     watched.retain(|w| w.tid != tid);
@@ -236,10 +240,15 @@ fn tick() {
         // Ran since its last capture? Then its stack may have changed: capture it again.
         // Otherwise it is exactly where it was captured (blocked, or waiting for a CPU).
         let unchanged = look.captures > 0 && look.confirmed_idle_cpu == Some(cpu);
-        let ran = !unchanged
-            && (look.captures == 0
-                || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS
-                || !blocked_at(look.tid).is_some_and(|at| same_place(at, (look.capture_pc, look.capture_sp))));
+        // A capture made from here has no Python frames: once the interpreter is known, a
+        // thread still blocked where it was taken (a Python thread asleep since before the
+        // interpreter was found) is captured again, by a signal, rather than reused for good.
+        let without_python_frames = look.captured_remotely && crate::python::active();
+        let ran = without_python_frames
+            || (!unchanged
+                && (look.captures == 0
+                    || cpu.saturating_sub(look.capture_cpu_ns) >= IDLE_CPU_NS
+                    || !blocked_at(look.tid).is_some_and(|at| same_place(at, (look.capture_pc, look.capture_sp)))));
         // The registry entry is updated before anything is published, and nothing is
         // published when the thread has unregistered meanwhile (its exit accounted its tail):
         // the same time is never counted twice, nor lost.
@@ -276,6 +285,7 @@ fn next_batch() -> Vec<Look> {
             accounted_until: w.accounted_until,
             confirmed_idle_cpu: w.confirmed_idle_cpu,
             stack_hi: w.stack_hi,
+            captured_remotely: w.captured_remotely,
         })
         .collect();
     NEXT_INDEX.store((next + n) % watched.len(), Ordering::Relaxed);
@@ -318,6 +328,7 @@ fn hand_to_signal(look: &Look, now: u64, elapsed: u64) -> bool {
         w.accounted_until = now;
         w.sent_at = Some(now);
         w.confirmed_idle_cpu = None;
+        w.captured_remotely = false;
         w.shared.pending_ns.fetch_add(elapsed, Ordering::AcqRel);
     })
     .is_some()
@@ -380,6 +391,7 @@ fn record_remote_capture(look: &Look, now: u64, pc: u64, sp: u64, cpu: u64) -> b
         w.accounted_until = now;
         w.sent_at = None;
         w.confirmed_idle_cpu = Some(cpu);
+        w.captured_remotely = true;
     })
     .is_some()
 }
