@@ -22,7 +22,7 @@ import sys
 LAYERS = [
     ("entry", ["lib", "bin"]),
     ("hooks", ["hooks"]),
-    ("life cycle", ["runtime", "child_threads", "termination"]),
+    ("life cycle", ["runtime", "profiler_threads", "termination"]),
     ("cold side: export", ["export"]),
     ("cold side: report", ["report"]),
     ("cold side: profile", ["profile"]),

@@ -6,7 +6,7 @@
 //! - `hooks`        the exported C symbols (malloc family, pthread locks, pthread_create,
 //!                  fork/exec/exit, sigaction): the program calls in here
 //! - `runtime`      life cycle: start-up, thread start and exit, fork, exec, exit;
-//!   `child_threads` a forked child's deferred exporter and wall sampler;
+//!   `profiler_threads` a forked child's deferred exporter and wall sampler;
 //!   `termination` the last profile of a process killed by SIGTERM/SIGINT/SIGHUP
 //!
 //! Cold side (the exporter thread; never imports the hooks or the life cycle):
@@ -37,7 +37,7 @@
 //! the exit drain asking the exporter to drain) is given a function at start-up by
 //! `runtime::start`, never an import.
 
-pub mod child_threads;
+pub mod profiler_threads;
 pub mod collect;
 pub mod config;
 pub mod export;

@@ -34,7 +34,7 @@ pub fn start() {
     crate::sample::modules::note_startup_modules();
     let t0 = std::time::Instant::now();
     crate::collect::init_ring(config.max_frames);
-    crate::collect::set_deferred_start(crate::child_threads::start_if_due);
+    crate::collect::set_deferred_start(crate::profiler_threads::start_if_due);
     // The module list (~0.5 ms) and the interpreter search (~0.1 ms) are the exporter
     // thread's first work, not the program's: a helper process that lives a few
     // milliseconds (a shell, `readlink`) does not wait for them. Samples taken in the first
@@ -47,7 +47,7 @@ pub fn start() {
     crate::sample::alloc::configure(config.heap_sample_size, config.memory_enabled, config.heap_enabled);
     crate::sample::lock::configure(config.lock_enabled, config.lock_sample_interval_ns, config.lock_hold_sample_every);
     crate::sample::exception::configure(config.exception_enabled, config.exception_sampling_interval);
-    exporter::start(config.clone());
+    crate::profiler_threads::start_threads(config.clone(), config.wall_interval);
     crate::status::set_active();
     crate::termination::install(on_process_exit);
     // SAFETY: registering a plain extern "C" function with atexit.
@@ -72,7 +72,7 @@ fn start_signal_sampling(config: &Config) {
         signal::CPU_SAMPLING.store(true, Ordering::Release);
     }
     if config.wall_enabled {
-        wall::start(config.wall_interval);
+        wall::enable();
     }
 }
 
@@ -176,7 +176,7 @@ fn end_profile(exec: bool) {
     let _guard = thread::ReentrancyGuard::enter();
     // Taken first: accounting the last wall time below claims ring slots, which would
     // otherwise start a deferred child's threads at its very exit.
-    let export_here = crate::child_threads::take_for_exit();
+    let export_here = crate::profiler_threads::take_for_exit();
     // Not before an exec: the new image (same pid) would write its first profile before the
     // parent wrote this one, and the older profile would get the later sequence number.
     if export_here && !exec && exporter::hand_over_if_quiet() {
@@ -277,7 +277,7 @@ unsafe extern "C" fn before_fork() {
         crate::fork_safe::hold_loader_for_fork();
         LOADER_HELD_FOR_FORK.store(true, Ordering::Relaxed);
     }
-    crate::child_threads::before_fork();
+    crate::profiler_threads::before_fork();
     if active() {
         exporter::before_fork();
     }
@@ -304,7 +304,7 @@ unsafe extern "C" fn after_fork_in_parent() {
 /// In the child only the forking thread exists. Every lock and buffer shared with the
 /// parent's other threads is reset, the parent's unexported samples are dropped, and the
 /// child gets its own timer, and its own exporter and wall sampler threads at once or, in a
-/// fork burst, when it turns out to live on (child_threads.rs), so it leaves profiles under
+/// fork burst, when it turns out to live on (profiler_threads.rs), so it leaves profiles under
 /// its own pid.
 unsafe extern "C" fn after_fork_in_child() {
     release_loader_after_fork();
@@ -323,7 +323,7 @@ unsafe extern "C" fn after_fork_in_child() {
     thread::with(|s| s.tid.set(pid));
     // Every page this handler touches costs a child page fault (≈ 5 µs on this machine,
     // against ≈ 120 µs for a whole fork + _exit + wait): no allocation, no clock read.
-    let forked_at = crate::child_threads::forked_at_ns();
+    let forked_at = crate::profiler_threads::forked_at_ns();
     if let Some(ring) = crate::collect::ring() {
         ring.reset();
     }
@@ -341,10 +341,10 @@ unsafe extern "C" fn after_fork_in_child() {
     thread::with(|s| s.last_cpu_ns.set(0));
     arm_cpu_timer();
     // In a fork burst the child's wall watching waits for its threads, like the sampler.
-    let deferred = crate::child_threads::fork_was_in_burst();
+    let deferred = crate::profiler_threads::fork_was_in_burst();
     wall::after_fork_in_child(pid, (!deferred).then_some(forked_at));
     if let Some(config) = config() {
-        crate::child_threads::after_fork_in_child(config, forked_at);
+        crate::profiler_threads::after_fork_in_child(config, forked_at);
     }
     restore_cpu_signal_after_fork();
 }

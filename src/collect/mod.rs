@@ -4,7 +4,7 @@ pub mod ring;
 pub mod wake;
 pub mod wipe_on_fork;
 
-pub use wake::{wait_for_work, wake_exporter};
+pub use wake::{wait_for_work, wait_for_work_since, wake_exporter, wakes_so_far};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -37,7 +37,7 @@ pub fn claim_patiently() -> Option<ring::SlotWriter<'static>> {
         // Nothing drains the ring any more: waiting for room would only cost the program.
         return ring.claim();
     }
-    // A forked child that lives on needs its exporter now (see child_threads.rs).
+    // A forked child that lives on needs its exporter now (see profiler_threads.rs).
     start_if_due(false);
     for _ in 0..64 {
         if let Some(slot) = ring.claim_quietly() {
@@ -53,7 +53,7 @@ pub fn claim_patiently() -> Option<ring::SlotWriter<'static>> {
 }
 
 /// The life cycle's "start a forked child's deferred threads once due"
-/// (`child_threads::start_if_due`), registered at start-up: the hand-off sits below the life
+/// (`profiler_threads::start_if_due`), registered at start-up: the hand-off sits below the life
 /// cycle and does not call it by name. 0 until registered.
 static DEFERRED_START: AtomicUsize = AtomicUsize::new(0);
 

@@ -64,12 +64,25 @@ fn time_at(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
-/// Starts the exporter thread. The module tracker has already published the first module list.
-pub fn start(config: Arc<Config>) {
+/// A new process's exporter waits this long before its start-up work (the module list,
+/// ~0.5 ms, and the interpreter search), unless woken: a helper that lives a millisecond
+/// (`/bin/true`, `readlink` run by a shell) exits before any of it, and the first CPU or
+/// wall sample, which needs the module list, comes after 10 ms of CPU or of wall time.
+/// Whoever needs the list sooner wakes the exporter (`unwind::wait_for_modules`), and so do
+/// a filling ring and the exit's final export.
+const STARTUP_GRACE: Duration = Duration::from_millis(5);
+
+/// Starts the exporter thread. `after_start_up` runs on it once the module list is known
+/// (it starts the wall sampler).
+pub fn start(config: Arc<Config>, after_start_up: Box<dyn FnOnce() + Send>) {
     let shared = Box::leak(Box::new(Shared { control: Mutex::new(Control::default()), wake: Condvar::new() }));
     SHARED.store(shared, Ordering::Release);
-    let exporter = Exporter::new(config);
+    // Read before the thread exists, so that a wake sent before it sleeps still ends its grace.
+    let wakes = crate::collect::wakes_so_far();
     let spawned = crate::thread::spawn_internal("ddprof-exporter", move || {
+        let exporter = Exporter::new(config);
+        exporter.start_up(wakes);
+        after_start_up();
         exporter.run(shared);
     });
     if let Err(e) = spawned {
@@ -110,7 +123,7 @@ pub fn hand_over_if_quiet() -> bool {
 }
 
 /// The final export of a process that never started its exporter thread (a short-lived
-/// forked child, see child_threads.rs), done on the calling (exiting) thread: refresh the
+/// forked child, see profiler_threads.rs), done on the calling (exiting) thread: refresh the
 /// module list, drain the ring, export. There is nothing to wait for, hence no timeout.
 pub fn export_inline(config: Arc<Config>) {
     // With nothing recorded there is nothing to unwind or name: no module list to refresh.
@@ -218,16 +231,21 @@ impl Exporter {
         Exporter { config, aggregator, seq: 0, columns, write_failed: false, uploader: None, heap_untracked: 0, sampled: false }
     }
 
-    fn run(mut self, shared: &Shared) {
+    /// The process's start-up work, done here rather than on the program's thread, after the
+    /// grace (a forked child inherits the module list and skips both).
+    fn start_up(&self, wakes_at_start: u32) {
         RUNNING.store(true, Ordering::Release);
-        // The process's start-up work, done here rather than on the program's thread (a
-        // forked child inherits both).
-        if !crate::sample::unwind::modules_known() {
-            crate::fork_safe::with_loader(|| {
-                crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-                crate::python_gil::refresh();
-            });
+        if crate::sample::unwind::modules_known() {
+            return;
         }
+        crate::collect::wait_for_work_since(wakes_at_start, STARTUP_GRACE);
+        crate::fork_safe::with_loader(|| {
+            crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+            crate::python_gil::refresh();
+        });
+    }
+
+    fn run(mut self, shared: &Shared) {
         let mut next_export = Instant::now() + self.config.upload_period;
         let mut next_refresh = Instant::now();
         let mut busy = false;

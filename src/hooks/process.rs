@@ -38,7 +38,7 @@ pub unsafe extern "C" fn pthread_create(
         return unsafe { next(thread_out, attr, routine, arg) };
     }
     // A forked child that creates threads lives on: its own profiler threads start first.
-    crate::child_threads::start_now();
+    crate::profiler_threads::start_now();
     // SAFETY: forwarding the caller's arguments, with `next` the next pthread_create.
     unsafe { create_through(next, thread_out, attr, trampoline, routine, arg) }
 }

@@ -54,15 +54,17 @@ pub fn modules_known() -> bool {
     !CURRENT.load(Ordering::Acquire).is_null()
 }
 
-/// For hooks (never the signal handler): the module list is read by the exporter thread just
-/// after start-up; a hook sampling in the first instants of the process waits for it (a
-/// millisecond or so, at most `MODULES_WAIT`) rather than record a leaf-only stack.
+/// For hooks (never the signal handler): the module list is read by the exporter thread a
+/// few milliseconds after start-up; a hook sampling in the first instants of the process
+/// wakes it and waits for the list (a millisecond or so, at most `MODULES_WAIT`) rather than
+/// record a leaf-only stack.
 pub fn wait_for_modules() {
     const MODULES_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
     static WAITED_ENOUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !CURRENT.load(Ordering::Acquire).is_null() || WAITED_ENOUGH.load(Ordering::Relaxed) {
         return;
     }
+    crate::collect::wake_exporter();
     let start = std::time::Instant::now();
     while CURRENT.load(Ordering::Acquire).is_null() && crate::status::active() {
         if start.elapsed() >= MODULES_WAIT {

@@ -154,9 +154,18 @@ pub fn unregister(tid: i32) {
     }
 }
 
-/// Starts the sampler thread.
-pub fn start(interval: Duration) {
+/// Turns wall sampling on: threads starting from now on are watched. The sampler thread
+/// itself is started later (`start_sampler`), once the process has lived a few milliseconds
+/// (profiler_threads.rs); each look accounts the time since the previous one, so none is lost.
+pub fn enable() {
     WALL_SAMPLING.store(true, Ordering::Release);
+}
+
+/// Starts the sampler thread (wall sampling must be enabled).
+pub fn start_sampler(interval: Duration) {
+    if !WALL_SAMPLING.load(Ordering::Acquire) {
+        return;
+    }
     let spawned = thread::spawn_internal("ddprof-wall", move || {
         while WALL_SAMPLING.load(Ordering::Acquire) {
             std::thread::sleep(jittered(interval));
@@ -190,13 +199,13 @@ pub fn stop_and_account() {
 }
 
 /// In a forked child only the calling thread exists: it is watched from now on, and the
-/// sampler thread is started again later (child_threads.rs), if the child lives on. A weight
+/// sampler thread is started again later (profiler_threads.rs), if the child lives on. A weight
 /// the parent's sampler handed to this thread belongs to the parent's profile, and so do its
 /// captures: the child's time is attributed from the child's first capture on (the parent's
 /// last stack is not in the child's profile, so reusing it gave `[no stack]` samples).
 ///
 /// `watch_since`: when the child's wall time starts (its fork), or None when its watching waits
-/// for its deferred threads (child_threads.rs; `register_forked_main`).
+/// for its deferred threads (profiler_threads.rs; `register_forked_main`).
 pub fn after_fork_in_child(tid: i32, watch_since: Option<u64>) {
     crate::fork_safe::empty_keeping_capacity(&WATCHED);
     thread::with(|s| {

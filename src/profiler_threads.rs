@@ -132,11 +132,11 @@ pub fn start_now() {
     start_threads(config, Duration::from_nanos(STATE.wall_interval_ns.load(Ordering::Relaxed)));
 }
 
-fn start_threads(config: Arc<Config>, wall_interval: Duration) {
-    crate::export::exporter::start(config);
-    if crate::sample::wall::WALL_SAMPLING.load(Ordering::Acquire) {
-        crate::sample::wall::start(wall_interval);
-    }
+/// Starts the exporter thread; the wall sampler thread is started by it, once the start-up
+/// grace is over (exporter.rs): a helper process that lives a millisecond (`/bin/true` run
+/// by a shell) then pays for one thread, not two.
+pub fn start_threads(config: Arc<Config>, wall_interval: Duration) {
+    crate::export::exporter::start(config, Box::new(move || crate::sample::wall::start_sampler(wall_interval)));
 }
 
 /// At exit: true if the threads were never started, so the caller exports inline. Later
