@@ -330,6 +330,7 @@ impl Exporter {
         // What the profiler's own bookkeeping costs (drains, symbolization, encoding), for
         // `make bench`: this thread's CPU since it started.
         log_debug!("exporter thread CPU: {:.1} ms in total", crate::thread::thread_cpu_ns() as f64 / 1e6);
+        super::code_pages::release();
     }
 
     /// The profiles quiet children handed over (handoff.rs): written to files, or queued for

@@ -1,4 +1,5 @@
 //! Cold side: the exporter thread and where profiles go.
+pub mod code_pages;
 pub mod exporter;
 pub mod file;
 pub mod handoff;
