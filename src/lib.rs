@@ -6,7 +6,8 @@
 //! - `hooks`        the exported C symbols (malloc family, pthread locks, pthread_create,
 //!                  fork/exec/exit, sigaction): the program calls in here
 //! - `runtime`      life cycle: start-up, thread start and exit, fork, exec, exit;
-//!   `profiler_threads` a forked child's deferred exporter and wall sampler;
+//!   `profiler_threads` when the exporter and wall-sampler threads start (a few ms into a
+//!   new process; late or never in a forked child of a fork burst);
 //!   `termination` the last profile of a process killed by SIGTERM/SIGINT/SIGHUP
 //!
 //! Cold side (the exporter thread; never imports the hooks or the life cycle):

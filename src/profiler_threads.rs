@@ -1,12 +1,19 @@
-//! A forked child of a fork-heavy program starts its profiler threads (exporter, wall
-//! sampler) late, or never.
+//! The profiler's own threads (exporter, wall sampler): when they start.
 //!
+//! A new process (the library's constructor) starts the exporter thread only; the exporter
+//! waits a few milliseconds before its start-up work and then starts the wall sampler
+//! (`start_threads`, exporter.rs): a helper exec'd by a shell that lives a millisecond pays
+//! for one thread and none of the start-up work (bench `exec` row). The sampling itself
+//! needs no thread: CPU samples go to the ring, wall time is counted from each thread's
+//! registration, so neither loses anything by the wait.
+//!
+//! A forked child of a fork-heavy program starts them late, or never.
 //! The children of fork-heavy programs mostly live for a few milliseconds: a shell's
 //! subshell, a `fork` + `_exit`, a worker that answers one request. Starting two threads at
 //! the fork, handing the final export to one of them at exit and having the kernel tear them
 //! down again cost a child far more than its profile does (≈ 1.5 ms against ≈ 0.2 ms for the
 //! bare fork + wait on this machine). So when the parent forked less than `BURST_GAP_NS`
-//! before (the child's threads start at once otherwise, as they always did), the child keeps
+//! before (the child's threads start at once otherwise), the child keeps
 //! its CPU timer (its samples go to the ring, which needs no thread) and defers the threads:
 //! - the child exits first: its final export runs right on the exiting thread
 //!   (`take_for_exit`), and no thread was ever started;

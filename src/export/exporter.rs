@@ -79,15 +79,32 @@ pub fn start(config: Arc<Config>, after_start_up: Box<dyn FnOnce() + Send>) {
     SHARED.store(shared, Ordering::Release);
     // Read before the thread exists, so that a wake sent before it sleeps still ends its grace.
     let wakes = crate::collect::wakes_so_far();
+    let started = SystemTime::now();
     let spawned = crate::thread::spawn_internal("ddprof-exporter", move || {
-        let exporter = Exporter::new(config);
-        exporter.start_up(wakes);
+        start_up(wakes);
+        // Made after the grace: a helper that exits within it never builds (nor faults in
+        // the pages of) an aggregator. Its first period still starts when the thread did.
+        let exporter = Exporter::new(config, started);
         after_start_up();
         exporter.run(shared);
     });
     if let Err(e) = spawned {
         log_warn!("could not start the exporter thread ({e}); no profile will be written");
     }
+}
+
+/// The process's start-up work, done on the exporter thread rather than on the program's,
+/// after the grace (a forked child inherits the module list and skips both).
+fn start_up(wakes_at_start: u32) {
+    RUNNING.store(true, Ordering::Release);
+    if crate::sample::unwind::modules_known() {
+        return;
+    }
+    crate::collect::wait_for_work_since(wakes_at_start, STARTUP_GRACE);
+    crate::fork_safe::with_loader(|| {
+        crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
+        crate::python_gil::refresh();
+    });
 }
 
 /// In the parent's fork prepare handler.
@@ -132,7 +149,7 @@ pub fn export_inline(config: Arc<Config>) {
         crate::python_gil::refresh();
         crate::profile::python_frames::check_health();
     }
-    let mut exporter = Exporter::new(config);
+    let mut exporter = Exporter::new(config, SystemTime::now());
     exporter.drain();
     exporter.export();
 }
@@ -222,27 +239,14 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn new(config: Arc<Config>) -> Self {
+    /// `started`: when this process's first period starts (a forked child's is its fork).
+    fn new(config: Arc<Config>, started: SystemTime) -> Self {
         let columns = enabled_columns(&config);
         let aggregator = match FIRST_PERIOD_NS.swap(0, Ordering::Relaxed) {
-            0 => Aggregator::new(),
+            0 => Aggregator::starting_at(started),
             forked_at => Aggregator::starting_at(time_at(forked_at)),
         };
         Exporter { config, aggregator, seq: 0, columns, write_failed: false, uploader: None, heap_untracked: 0, sampled: false }
-    }
-
-    /// The process's start-up work, done here rather than on the program's thread, after the
-    /// grace (a forked child inherits the module list and skips both).
-    fn start_up(&self, wakes_at_start: u32) {
-        RUNNING.store(true, Ordering::Release);
-        if crate::sample::unwind::modules_known() {
-            return;
-        }
-        crate::collect::wait_for_work_since(wakes_at_start, STARTUP_GRACE);
-        crate::fork_safe::with_loader(|| {
-            crate::sample::unwind::with_tracker(|tracker| tracker.refresh());
-            crate::python_gil::refresh();
-        });
     }
 
     fn run(mut self, shared: &Shared) {
