@@ -193,10 +193,12 @@ impl Config {
     /// `DD_PROFILING_LOG_LEVEL` is applied first, so a user who asked for errors only does not
     /// get warnings either.
     pub fn from_env() -> Config {
+        let ours = dd_variables();
         let (config, warnings) = from_source(|name| {
-            std::env::var_os(name).map(|value| match value.into_string() {
-                Ok(text) => Raw::Text(text),
-                Err(bytes) => Raw::NotUtf8(bytes.to_string_lossy().into_owned()),
+            let (_, value) = ours.iter().find(|(var, _)| var.as_slice() == name.as_bytes())?;
+            Some(match std::str::from_utf8(value) {
+                Ok(text) => Raw::Text(text.to_string()),
+                Err(_) => Raw::NotUtf8(String::from_utf8_lossy(value).into_owned()),
             })
         });
         crate::log::set_level(config.log_level);
@@ -210,6 +212,32 @@ impl Config {
     pub fn agent_url_string(&self) -> String {
         self.agent.to_string()
     }
+}
+
+/// The `DD_*` variables of the process environment, as (name, value) bytes, read in one pass
+/// over `environ` instead of one `getenv` scan for each of the ~30 variables (with the code
+/// each lookup runs, ~15 µs of an exec'd process's start here). Called from the load-time
+/// constructor, before the program can change its environment from another thread.
+fn dd_variables() -> Vec<(Vec<u8>, Vec<u8>)> {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let mut found = Vec::new();
+    // SAFETY: `environ` is libc's NULL-terminated array of NUL-terminated "NAME=value"
+    // strings; nothing modifies it while the constructor runs (no other thread exists yet).
+    unsafe {
+        let mut entry = std::ptr::read_volatile(std::ptr::addr_of!(environ));
+        while !entry.is_null() && !(*entry).is_null() {
+            let bytes = std::ffi::CStr::from_ptr(*entry).to_bytes();
+            entry = entry.add(1);
+            if !bytes.starts_with(b"DD_") {
+                continue;
+            }
+            let eq = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+            found.push((bytes[..eq].to_vec(), bytes.get(eq + 1..).unwrap_or_default().to_vec()));
+        }
+    }
+    found
 }
 
 /// Accepts the spellings people use for booleans in environment variables.
