@@ -122,6 +122,18 @@ pub fn start_if_due(now: bool) {
     }
 }
 
+/// From the pthread_create hook. A program that creates a thread lives on, and the new
+/// thread may sample at once: a forked child's deferred threads start now, and a new
+/// process's exporter ends its start-up grace, so the module list is read while the thread
+/// starts rather than when its first sample waits for it (that wait, inside a lock hook,
+/// lengthened the program's own measured lock waits; tests/lock.rs).
+pub fn program_creates_thread() {
+    start_now();
+    if !crate::sample::unwind::modules_known() {
+        crate::collect::wake_exporter();
+    }
+}
+
 /// Starts the deferred threads now (only once, and only in the process that deferred them).
 pub fn start_now() {
     if !deferred() || !crate::status::is_owner_process() {

@@ -37,8 +37,9 @@ pub unsafe extern "C" fn pthread_create(
         // SAFETY: forwarding the caller's arguments unchanged.
         return unsafe { next(thread_out, attr, routine, arg) };
     }
-    // A forked child that creates threads lives on: its own profiler threads start first.
-    crate::profiler_threads::start_now();
+    // A process that creates threads lives on: its profiler threads start (a forked child's)
+    // or end their start-up grace (a new process's) first.
+    crate::profiler_threads::program_creates_thread();
     // SAFETY: forwarding the caller's arguments, with `next` the next pthread_create.
     unsafe { create_through(next, thread_out, attr, trampoline, routine, arg) }
 }
