@@ -32,7 +32,7 @@ LAYERS = [
     ("hand-off", ["collect"]),
     ("life-cycle status", ["status"]),
     ("configuration", ["config"]),
-    ("foundation", ["real", "real_lock", "tls_counter", "yield_lock", "log"]),
+    ("foundation", ["real", "real_lock", "tls_counter", "yield_lock", "log", "fast_map"]),
 ]
 
 PATH = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)*)(::\{)?")

@@ -43,6 +43,7 @@ pub mod collect;
 pub mod config;
 pub mod export;
 pub mod family;
+pub mod fast_map;
 pub mod fork_safe;
 pub mod hooks;
 pub mod log;

@@ -1,6 +1,8 @@
 //! Cold side: folding drained records into per-stack totals for one export period.
 
 use std::collections::HashMap;
+
+use crate::fast_map::FastMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -52,7 +54,7 @@ pub use super::sample_key::SampleKey;
 pub struct Period {
     pub start: SystemTime,
     pub end: SystemTime,
-    pub samples: HashMap<SampleKey, Values>,
+    pub samples: FastMap<SampleKey, Values>,
     pub thread_names: HashMap<i32, String>,
     /// Names of the Python locks of the period's lock samples (see python_lock_site.rs).
     pub lock_names: HashMap<u64, Arc<str>>,
@@ -62,7 +64,7 @@ pub struct Period {
 
 pub struct Aggregator {
     start: SystemTime,
-    samples: HashMap<SampleKey, Values>,
+    samples: FastMap<SampleKey, Values>,
     thread_names: HashMap<i32, String>,
     dropped: u64,
     /// Alloc/free events of the current drain, applied to the live heap in `end_drain`.
@@ -122,7 +124,7 @@ impl Aggregator {
     pub fn starting_at(start: SystemTime) -> Self {
         Aggregator {
             start,
-            samples: HashMap::new(),
+            samples: FastMap::default(),
             thread_names: HashMap::new(),
             dropped: 0,
             heap_events: Vec::new(),

@@ -5,6 +5,8 @@
 //! (1-based for mappings, functions and locations; string index 0 is always `""`).
 
 use std::collections::HashMap;
+
+use crate::fast_map::FastMap;
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,15 +38,15 @@ type SampleKey = (Box<[u64]>, Box<[LabelKey]>);
 /// Builds one pprof profile, deduplicating as it goes.
 pub struct ProfileBuilder {
     profile: Profile,
-    strings: HashMap<String, i64>,
+    strings: FastMap<String, i64>,
     /// (memory_start, filename index) → mapping id
     mappings: HashMap<(u64, i64), u64>,
     /// (name, system_name, filename, start_line), all interned → function id
     functions: HashMap<(i64, i64, i64, i64), u64>,
     /// (mapping id, address, lines) → location id
-    locations: HashMap<LocationKey, u64>,
+    locations: FastMap<LocationKey, u64>,
     /// (location ids, labels) → index in `profile.sample`
-    samples: HashMap<SampleKey, usize>,
+    samples: FastMap<SampleKey, usize>,
     n_values: usize,
 }
 
@@ -54,11 +56,11 @@ impl ProfileBuilder {
     pub fn new(sample_types: &[(&str, &str)], start: SystemTime, duration: Duration) -> Self {
         let mut b = ProfileBuilder {
             profile: Profile::default(),
-            strings: HashMap::new(),
+            strings: FastMap::default(),
             mappings: HashMap::new(),
             functions: HashMap::new(),
-            locations: HashMap::new(),
-            samples: HashMap::new(),
+            locations: FastMap::default(),
+            samples: FastMap::default(),
             n_values: sample_types.len(),
         };
         b.intern("");

@@ -11,7 +11,7 @@
 //! A resolved frame becomes one word, `PYTHON_FRAME_TAG | index` into a table of distinct
 //! (qualified name, file, line), which `describe` reads back when the profile is encoded.
 
-use std::collections::HashMap;
+use crate::fast_map::FastMap;
 use std::sync::Arc;
 
 use super::symbolize::Frame;
@@ -26,7 +26,7 @@ const MAX_INTERNED: usize = 1 << 22;
 #[derive(Default)]
 struct Interner {
     frames: Vec<Frame>,
-    index: HashMap<(Arc<str>, Arc<str>, u32), u32>,
+    index: FastMap<(Arc<str>, Arc<str>, u32), u32>,
 }
 
 impl Interner {
