@@ -15,8 +15,9 @@ use crate::{log_debug, log_info, log_warn};
 /// The pthread key whose destructor tells us a thread is exiting.
 static THREAD_EXIT_KEY: AtomicI32 = AtomicI32::new(-1);
 
-/// Load-time start-up. Everything the hot side needs (ring, unwinder module list, caches) is
-/// ready before the first timer is armed (DESIGN.md §3 rule 6).
+/// Load-time start-up. The ring and caches are ready before the first timer is armed; the
+/// unwinder's module list is the exporter thread's first job (DESIGN.md §3 rule 6 relaxed:
+/// a sample taken before it is published has only its leaf address, see `exporter::start`).
 pub fn start() {
     let _guard = thread::ReentrancyGuard::enter();
     // The hooks of _exit, exec*, sigaction and signal forward to these even when profiling is off:

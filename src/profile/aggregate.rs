@@ -1,11 +1,11 @@
 //! Cold side: folding drained records into per-stack totals for one export period.
 
 use std::collections::HashMap;
-
-use crate::fast_map::FastMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use crate::fast_map::FastMap;
 
 use super::heap::{self, HeapEvent, LiveHeap, LIVE_HEAP};
 use super::python_lock_site::SiteNames;

@@ -5,10 +5,10 @@
 //! (1-based for mappings, functions and locations; string index 0 is always `""`).
 
 use std::collections::HashMap;
-
-use crate::fast_map::FastMap;
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::fast_map::FastMap;
 
 use prost::Message;
 

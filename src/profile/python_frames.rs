@@ -11,10 +11,10 @@
 //! A resolved frame becomes one word, `PYTHON_FRAME_TAG | index` into a table of distinct
 //! (qualified name, file, line), which `describe` reads back when the profile is encoded.
 
-use crate::fast_map::FastMap;
 use std::sync::Arc;
 
 use super::symbolize::Frame;
+use crate::fast_map::FastMap;
 use crate::python::code::{CodeCache, Resolved};
 use crate::python::discover::Target;
 use crate::python::walk::{self, FLAG_ENTRY, FLAG_GENERATOR, PYTHON_FRAME_TAG};

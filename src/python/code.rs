@@ -13,9 +13,10 @@
 //! code, run once at import) is named as long as its memory was not reused; otherwise the check
 //! fails and its frames are dropped.
 
-use crate::fast_map::FastMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::fast_map::FastMap;
 
 use super::discover::Target;
 use super::layout::{LineTable, ABSENT};
